@@ -1,0 +1,129 @@
+//! The parent's view of its child: start it with the handshake, wait until it is ready,
+//! exits, times out, or the upgrade is cancelled. No child is ever left unreaped.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+
+use crate::env::{SENTINEL, Startup};
+use crate::error::UpgradeError;
+use crate::fds::Key;
+use crate::parent::{FIRST_FILE_FD, READY_BYTE, READY_FD};
+use crate::{gob, sys};
+
+/// A successor that became ready. Holding `names` open tells it we are alive.
+pub(crate) struct Ready {
+    pub(crate) pid: u32,
+    pub(crate) names: OwnedFd,
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// Starts the successor and waits for the outcome.
+pub(crate) async fn upgrade(
+    startup: &Startup,
+    files: Vec<(Key, OwnedFd)>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Ready, UpgradeError> {
+    let started = Instant::now();
+    let program = startup.program().map_err(|source| UpgradeError::Spawn {
+        path: PathBuf::from(&startup.argv0),
+        source,
+    })?;
+
+    let (ready_r, ready_w) = pipe().map_err(UpgradeError::Io)?;
+    let (names_r, names_w) = pipe().map_err(UpgradeError::Io)?;
+    let names: Vec<Vec<String>> = files.iter().map(|(k, _)| k.to_names_entry()).collect();
+    let bytes = gob::encode_names(&names);
+
+    // fd 3, fd 4, then fd 5+i; every source is first moved above the highest target.
+    let first_free = FIRST_FILE_FD + files.len() as RawFd;
+    let mut placed = Vec::with_capacity(files.len() + 2);
+    for fd in [ready_w.as_fd(), names_r.as_fd()]
+        .into_iter()
+        .chain(files.iter().map(|(_, fd)| fd.as_fd()))
+    {
+        placed.push(sys::dup_at_least(fd, first_free).map_err(UpgradeError::Io)?);
+    }
+    drop(files);
+
+    let mut cmd = std::process::Command::new(&program);
+    cmd.arg0(&startup.argv0)
+        .args(&startup.args)
+        .current_dir(&startup.cwd)
+        .env(SENTINEL, "yes");
+    sys::place_fds(&mut cmd, &placed, READY_FD);
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|source| UpgradeError::Spawn {
+            path: program.clone(),
+            source,
+        })?;
+    // The child has its copies; ours must go, or we would never see EOF on the ready pipe.
+    drop(placed);
+    drop(ready_w);
+    drop(names_r);
+    let pid = child.id().unwrap_or_default();
+    tracing::info!(child_pid = pid, program = %program.display(), "started new process");
+
+    let mut ready_r = pipe::Receiver::from_owned_fd(ready_r).map_err(UpgradeError::Io)?;
+    let mut names_tx = pipe::Sender::from_owned_fd(names_w).map_err(UpgradeError::Io)?;
+
+    let outcome = {
+        let write_names = async {
+            // A child that dies before reading gives EPIPE: its exit is reported instead.
+            let _ = names_tx.write_all(&bytes).await;
+            std::future::pending::<()>().await
+        };
+        let wait_ready = async {
+            let mut byte = [0u8; 1];
+            match ready_r.read(&mut byte).await {
+                Ok(1) if byte[0] == READY_BYTE => {}
+                // EOF or another byte: not ready. Keep waiting for exit or the timeout.
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait_ready => Ok(()),
+            () = write_names => unreachable!("write_names never completes"),
+            status = child.wait() => Err(match status {
+                Ok(status) => UpgradeError::ChildExited { pid, status },
+                Err(e) => UpgradeError::Io(e),
+            }),
+            () = tokio::time::sleep(timeout) => Err(UpgradeError::TimedOut { pid, timeout }),
+            _ = stop.wait_for(|s| *s) => Err(UpgradeError::Terminating),
+        }
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+
+    match outcome {
+        Ok(()) => {
+            tracing::info!(child_pid = pid, elapsed_ms, "new process is ready");
+            // Reap the successor if it ever exits while we still live.
+            tokio::spawn(async move {
+                let status = child.wait().await;
+                tracing::warn!(child_pid = pid, ?status, "the successor exited");
+            });
+            let names = names_tx.into_blocking_fd().map_err(UpgradeError::Io)?;
+            Ok(Ready { pid, names })
+        }
+        Err(err) => {
+            if !matches!(err, UpgradeError::ChildExited { .. }) {
+                let _ = child.start_kill();
+                let status = child.wait().await;
+                tracing::warn!(child_pid = pid, ?status, "killed and reaped the new process");
+            }
+            tracing::warn!(child_pid = pid, elapsed_ms, error = %err, "upgrade failed");
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What the process was started with: arguments, working directory, the tableflip handshake
+//! and (for systemd) activated sockets. Captured once, at start-up, before threads exist.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::Error;
+use crate::fds::Key;
+use crate::parent::Parent;
+use crate::sys;
+
+/// The variable that tells a process it was started by a tableflip parent.
+pub const SENTINEL: &str = "TABLEFLIP_HAS_PARENT_7DIU3";
+
+/// The variables systemd uses for socket activation.
+pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// What this process was started with.
+pub(crate) struct Startup {
+    /// The working directory at start-up: the child starts there, relative paths resolve there.
+    pub(crate) cwd: PathBuf,
+    /// argv\[0\] as given.
+    pub(crate) argv0: OsString,
+    /// argv\[1..\].
+    pub(crate) args: Vec<OsString>,
+    /// The handshake with a tableflip parent, if one started us; taken by the first Upgrader.
+    pub(crate) handoff: Mutex<Option<Result<Handoff, Error>>>,
+    /// The socket-activation variables as they were (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`).
+    pub(crate) listen_vars: [Option<String>; 3],
+}
+
+/// What a tableflip parent handed over.
+pub(crate) struct Handoff {
+    pub(crate) parent: Parent,
+    pub(crate) files: Vec<(Key, std::os::fd::OwnedFd)>,
+}
+
+static STARTUP: OnceLock<Startup> = OnceLock::new();
+
+/// Reads and scrubs what the process inherited: the tableflip handshake (fds 3, 4 and 5+i) and
+/// systemd's socket-activation variables.
+///
+/// Call it first thing in `main`, before any thread starts (in particular before building a
+/// tokio runtime): it removes variables from the environment, so that programs this service
+/// starts do not believe they were handed sockets, and changing the environment is only sound
+/// while no other thread reads it. [`Upgrader::new`](crate::Upgrader::new) calls it if you did
+/// not; the `#[tableflip::main]` attribute calls it before it builds the runtime.
+///
+/// Calling it again does nothing.
+pub fn init() {
+    startup();
+}
+
+pub(crate) fn startup() -> &'static Startup {
+    STARTUP.get_or_init(capture)
+}
+
+fn capture() -> Startup {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let args: Vec<OsString> = args.collect();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+
+    let has_parent = std::env::var_os(SENTINEL).is_some_and(|v| !v.is_empty());
+    let listen_vars = LISTEN_VARS.map(|name| std::env::var(name).ok());
+    sys::remove_env(SENTINEL);
+    for name in LISTEN_VARS {
+        sys::remove_env(name);
+    }
+
+    let handoff = has_parent.then(crate::parent::receive);
+    // Whatever else was inherited must not leak into programs this service starts.
+    sys::cloexec_all_inherited();
+    Startup {
+        cwd,
+        argv0,
+        args,
+        handoff: Mutex::new(handoff),
+        listen_vars,
+    }
+}
+
+impl Startup {
+    /// The program to start at an upgrade: argv\[0\] resolved against the start-up directory
+    /// if it names a path, else looked up in `PATH` now (so a replaced binary is found).
+    pub(crate) fn program(&self) -> Result<PathBuf, std::io::Error> {
+        resolve_program(&self.argv0, &self.cwd, std::env::var_os("PATH").as_deref())
+    }
+
+    /// Resolves `path` against the start-up directory.
+    pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
+        self.cwd.join(path)
+    }
+}
+
+fn resolve_program(
+    argv0: &OsStr,
+    cwd: &Path,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    if argv0.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "argv[0] is empty: can't tell which program to start",
+        ));
+    }
+    if argv0.as_bytes().contains(&b'/') {
+        return Ok(cwd.join(argv0));
+    }
+    for dir in std::env::split_paths(path_var.unwrap_or_default()) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = cwd.join(dir).join(argv0);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{} not found in PATH", argv0.to_string_lossy()),
+    ))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_with_a_slash_resolves_against_the_startup_directory() {
+        let p = resolve_program(OsStr::new("./bin/app"), Path::new("/srv"), None).unwrap();
+        assert_eq!(p, Path::new("/srv/./bin/app"));
+        let p = resolve_program(OsStr::new("/usr/bin/app"), Path::new("/srv"), None).unwrap();
+        assert_eq!(p, Path::new("/usr/bin/app"));
+    }
+
+    #[test]
+    fn bare_argv0_is_looked_up_in_path() {
+        let p = resolve_program(OsStr::new("sh"), Path::new("/"), Some(OsStr::new("/nope:/bin")))
+            .unwrap();
+        assert_eq!(p, Path::new("/bin/sh"));
+        assert!(resolve_program(OsStr::new("no-such-prog-x"), Path::new("/"), Some(OsStr::new("/bin"))).is_err());
+        assert!(resolve_program(OsStr::new(""), Path::new("/"), None).is_err());
+    }
+}

@@ -1,0 +1,461 @@
+//! The descriptors a process holds for its successor: inherited ones, and the ones in use.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+
+use crate::addr::{Address, Network, parse_address};
+use crate::error::Error;
+use crate::net::{self, ListenHook};
+
+/// What a passed descriptor is, in Go tableflip's vocabulary (the first string of a names entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FdKind {
+    /// A listening stream socket (`"listener"`).
+    Listener,
+    /// A packet socket (`"packet"`).
+    Packet,
+    /// A connected socket (`"conn"`).
+    Conn,
+    /// Any other file, handed over by name (`"fd"`).
+    File,
+}
+
+impl FdKind {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FdKind::Listener => "listener",
+            FdKind::Packet => "packet",
+            FdKind::Conn => "conn",
+            FdKind::File => "fd",
+        }
+    }
+
+    fn parse(s: &str) -> Option<FdKind> {
+        Some(match s {
+            "listener" => FdKind::Listener,
+            "packet" => FdKind::Packet,
+            "conn" => FdKind::Conn,
+            "fd" => FdKind::File,
+            _ => return None,
+        })
+    }
+}
+
+/// A names entry: `[kind, network, address]`, or `["fd", name, ""]` for files.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) kind: FdKind,
+    pub(crate) network: String,
+    pub(crate) addr: String,
+}
+
+impl Key {
+    pub(crate) fn new(kind: FdKind, network: &str, addr: &str) -> Key {
+        Key {
+            kind,
+            network: network.to_owned(),
+            addr: addr.to_owned(),
+        }
+    }
+
+    pub(crate) fn file(name: &str) -> Key {
+        Key::new(FdKind::File, name, "")
+    }
+
+    pub(crate) fn from_names_entry(entry: Vec<String>) -> Result<Key, String> {
+        let [kind, network, addr]: [String; 3] = entry
+            .try_into()
+            .map_err(|e: Vec<String>| format!("expected 3 strings, got {}", e.len()))?;
+        let kind = FdKind::parse(&kind).ok_or_else(|| {
+            format!("unknown kind {kind:?} (expected listener, packet, conn or fd)")
+        })?;
+        Ok(Key {
+            kind,
+            network,
+            addr,
+        })
+    }
+
+    pub(crate) fn to_names_entry(&self) -> Vec<String> {
+        vec![
+            self.kind.as_str().to_owned(),
+            self.network.clone(),
+            self.addr.clone(),
+        ]
+    }
+
+    /// The unix socket file behind this key, if it names one (never an abstract name).
+    fn socket_path(&self) -> Option<&str> {
+        let unix = matches!(
+            (self.kind, self.network.as_str()),
+            (FdKind::Listener, "unix" | "unixpacket") | (FdKind::Packet, "unixgram")
+        );
+        (unix && !self.addr.starts_with('@') && !self.addr.is_empty()).then_some(self.addr.as_str())
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.kind.as_str(), self.network, self.addr)
+    }
+}
+
+/// A Rust type that can take ownership of a passed socket or file.
+///
+/// Implemented for std's and tokio's socket types and for [`OwnedFd`]. The tokio types must
+/// be created inside a tokio runtime; they are switched to non-blocking mode.
+pub trait FromFd: Sized {
+    /// The type's name, for error messages.
+    const NAME: &'static str;
+    /// Can this type hold a descriptor of `kind` on `network`?
+    fn fits(kind: FdKind, network: Network) -> bool;
+    /// Takes ownership of `fd`.
+    fn from_fd(fd: OwnedFd) -> io::Result<Self>;
+}
+
+impl FromFd for OwnedFd {
+    const NAME: &'static str = "OwnedFd";
+    fn fits(_: FdKind, _: Network) -> bool {
+        true
+    }
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        Ok(fd)
+    }
+}
+
+fn is_tcp(n: Network) -> bool {
+    matches!(n, Network::Tcp | Network::Tcp4 | Network::Tcp6)
+}
+
+fn is_udp(n: Network) -> bool {
+    matches!(n, Network::Udp | Network::Udp4 | Network::Udp6)
+}
+
+macro_rules! from_fd {
+    ($($ty:ty, $name:literal, |$k:ident, $n:ident| $fits:expr, |$fd:ident| $conv:expr;)*) => {$(
+        impl FromFd for $ty {
+            const NAME: &'static str = $name;
+            fn fits($k: FdKind, $n: Network) -> bool {
+                $fits
+            }
+            fn from_fd($fd: OwnedFd) -> io::Result<Self> {
+                $conv
+            }
+        }
+    )*};
+}
+
+from_fd! {
+    std::net::TcpListener, "std::net::TcpListener",
+        |k, n| k == FdKind::Listener && is_tcp(n), |fd| Ok(fd.into());
+    std::os::unix::net::UnixListener, "std::os::unix::net::UnixListener",
+        |k, n| k == FdKind::Listener && n == Network::Unix, |fd| Ok(fd.into());
+    std::net::UdpSocket, "std::net::UdpSocket",
+        |k, n| matches!(k, FdKind::Packet | FdKind::Conn) && is_udp(n), |fd| Ok(fd.into());
+    std::os::unix::net::UnixDatagram, "std::os::unix::net::UnixDatagram",
+        |k, n| matches!(k, FdKind::Packet | FdKind::Conn) && n == Network::Unixgram, |fd| Ok(fd.into());
+    std::net::TcpStream, "std::net::TcpStream",
+        |k, n| k == FdKind::Conn && is_tcp(n), |fd| Ok(fd.into());
+    std::os::unix::net::UnixStream, "std::os::unix::net::UnixStream",
+        |k, n| k == FdKind::Conn && matches!(n, Network::Unix | Network::UnixPacket), |fd| Ok(fd.into());
+    tokio::net::TcpListener, "tokio::net::TcpListener",
+        |k, n| <std::net::TcpListener as FromFd>::fits(k, n),
+        |fd| { let s = std::net::TcpListener::from(fd); s.set_nonblocking(true)?; tokio::net::TcpListener::from_std(s) };
+    tokio::net::UnixListener, "tokio::net::UnixListener",
+        |k, n| <std::os::unix::net::UnixListener as FromFd>::fits(k, n),
+        |fd| { let s = std::os::unix::net::UnixListener::from(fd); s.set_nonblocking(true)?; tokio::net::UnixListener::from_std(s) };
+    tokio::net::UdpSocket, "tokio::net::UdpSocket",
+        |k, n| <std::net::UdpSocket as FromFd>::fits(k, n),
+        |fd| { let s = std::net::UdpSocket::from(fd); s.set_nonblocking(true)?; tokio::net::UdpSocket::from_std(s) };
+    tokio::net::UnixDatagram, "tokio::net::UnixDatagram",
+        |k, n| <std::os::unix::net::UnixDatagram as FromFd>::fits(k, n),
+        |fd| { let s = std::os::unix::net::UnixDatagram::from(fd); s.set_nonblocking(true)?; tokio::net::UnixDatagram::from_std(s) };
+    tokio::net::TcpStream, "tokio::net::TcpStream",
+        |k, n| <std::net::TcpStream as FromFd>::fits(k, n),
+        |fd| { let s = std::net::TcpStream::from(fd); s.set_nonblocking(true)?; tokio::net::TcpStream::from_std(s) };
+    tokio::net::UnixStream, "tokio::net::UnixStream",
+        |k, n| <std::os::unix::net::UnixStream as FromFd>::fits(k, n),
+        |fd| { let s = std::os::unix::net::UnixStream::from(fd); s.set_nonblocking(true)?; tokio::net::UnixStream::from_std(s) };
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Passed by the parent and not claimed yet, in the parent's order.
+    inherited: Vec<(Key, OwnedFd)>,
+    /// Claimed or added: what the next process gets.
+    used: HashMap<Key, OwnedFd>,
+}
+
+/// The descriptors this process will hand to its successor (Go tableflip's `Fds`).
+///
+/// Listeners, packet sockets and connections are keyed by `(kind, network, address)`, files
+/// by name. Getting one that was inherited claims it; creating or adding one records a
+/// duplicate of it. Everything claimed or added is passed on at the next upgrade.
+///
+/// A port-0 address is keyed by the address actually bound (`"127.0.0.1:0"` becomes
+/// `"127.0.0.1:41234"`), and asking for a port-0 address claims an inherited socket of the
+/// same network and host whatever its port: a service that binds an ephemeral port keeps it
+/// across upgrades.
+pub struct Fds {
+    inner: Mutex<Inner>,
+    hook: Option<ListenHook>,
+}
+
+impl Fds {
+    pub(crate) fn new(inherited: Vec<(Key, OwnedFd)>, hook: Option<ListenHook>) -> Fds {
+        Fds {
+            inner: Mutex::new(Inner {
+                inherited,
+                used: HashMap::new(),
+            }),
+            hook,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream listener: inherited if the parent passed one for `network` and `addr`, else
+    /// bound now. `network` is one of `tcp tcp4 tcp6 unix unixpacket`.
+    pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
+        self.get_or_bind(FdKind::Listener, network, addr)
+    }
+
+    /// A packet socket: inherited or bound now. `network` is one of `udp udp4 udp6 unixgram`.
+    pub fn listen_packet<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
+        self.get_or_bind(FdKind::Packet, network, addr)
+    }
+
+    /// An inherited stream listener, if the parent passed one.
+    pub fn listener<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
+        self.inherited(FdKind::Listener, network, addr)
+    }
+
+    /// An inherited packet socket, if the parent passed one.
+    pub fn packet_conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
+        self.inherited(FdKind::Packet, network, addr)
+    }
+
+    /// An inherited connection, if the parent passed one.
+    pub fn conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
+        self.inherited(FdKind::Conn, network, addr)
+    }
+
+    /// Records a listener to pass on (a duplicate of `fd`; closing yours is fine).
+    pub fn add_listener(&self, network: &str, addr: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.add(Key::new(FdKind::Listener, network, addr), fd)
+    }
+
+    /// Records a packet socket to pass on.
+    pub fn add_packet_conn(&self, network: &str, addr: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.add(Key::new(FdKind::Packet, network, addr), fd)
+    }
+
+    /// Records a connection to pass on.
+    pub fn add_conn(&self, network: &str, addr: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.add(Key::new(FdKind::Conn, network, addr), fd)
+    }
+
+    /// An inherited file, by name: the way to receive state (a memfd, a pipe) from the
+    /// previous process. Returns a duplicate; the file stays recorded for the next process.
+    pub fn file(&self, name: &str) -> Result<Option<OwnedFd>, Error> {
+        let key = Key::file(name);
+        let mut inner = self.lock();
+        let Some(pos) = inner.inherited.iter().position(|(k, _)| *k == key) else {
+            return Ok(None);
+        };
+        let (key, fd) = inner.inherited.remove(pos);
+        let dup = fd
+            .try_clone()
+            .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
+        inner.used.insert(key, fd);
+        Ok(Some(dup))
+    }
+
+    /// Records a file to pass on, by name (a duplicate of `fd`).
+    pub fn add_file(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        self.add(Key::file(name), fd)
+    }
+
+    fn add(&self, key: Key, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::io(format!("can't duplicate {key}"), e))?;
+        let mut inner = self.lock();
+        inner.inherited.retain(|(k, _)| *k != key);
+        inner.used.insert(key, dup);
+        Ok(())
+    }
+
+    fn inherited<T: FromFd>(&self, kind: FdKind, network: &str, addr: &str) -> Result<Option<T>, Error> {
+        let net = check_type::<T>(kind, network)?;
+        let requested = parse_address(net, addr)?;
+        let mut inner = self.lock();
+        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, &requested) else {
+            return Ok(None);
+        };
+        let key = inner.inherited[pos].0.clone();
+        net::check_socket(inner.inherited[pos].1.as_fd(), net).map_err(|msg| Error::WrongSocket {
+            what: key.to_string(),
+            msg,
+        })?;
+        let (key, fd) = inner.inherited.remove(pos);
+        let dup = fd
+            .try_clone()
+            .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
+        inner.used.insert(key.clone(), fd);
+        drop(inner);
+        T::from_fd(dup)
+            .map(Some)
+            .map_err(|e| Error::io(format!("can't use inherited {key} as {}", T::NAME), e))
+    }
+
+    fn get_or_bind<T: FromFd>(&self, kind: FdKind, network: &str, addr: &str) -> Result<T, Error> {
+        if let Some(found) = self.inherited::<T>(kind, network, addr)? {
+            return Ok(found);
+        }
+        let net = Network::parse(network)?;
+        let listen_err = |source| Error::Listen {
+            network: network.to_owned(),
+            addr: addr.to_owned(),
+            source,
+        };
+        let fd = match kind {
+            FdKind::Listener => net::bind_listener(net, addr, self.hook.as_ref()),
+            _ => net::bind_packet(net, addr, self.hook.as_ref()),
+        }
+        .map_err(listen_err)?;
+        let key_addr = match parse_address(net, addr)? {
+            Address::Inet { port: 0, .. } => net::local_address(fd.as_fd()).map_err(listen_err)?,
+            _ => addr.to_owned(),
+        };
+        let key = Key::new(kind, network, &key_addr);
+        let dup = fd.try_clone().map_err(listen_err)?;
+        {
+            let mut inner = self.lock();
+            inner.inherited.retain(|(k, _)| *k != key);
+            inner.used.insert(key.clone(), fd);
+        }
+        T::from_fd(dup).map_err(|e| Error::io(format!("can't use {key} as {}", T::NAME), e))
+    }
+
+    /// Duplicates of everything in use, in a stable order, for the next process.
+    pub(crate) fn snapshot(&self) -> io::Result<Vec<(Key, OwnedFd)>> {
+        let inner = self.lock();
+        let mut out: Vec<(Key, OwnedFd)> = inner
+            .used
+            .iter()
+            .map(|(k, fd)| Ok((k.clone(), fd.try_clone()?)))
+            .collect::<io::Result<_>>()?;
+        out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        Ok(out)
+    }
+
+    /// How many descriptors are in use.
+    pub fn len(&self) -> usize {
+        self.lock().used.len()
+    }
+
+    /// Is nothing in use?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// At ready: closes what the parent passed and nobody claimed, unlinking the socket files
+    /// of unclaimed unix sockets.
+    pub(crate) fn close_inherited(&self) -> Vec<String> {
+        let unclaimed = std::mem::take(&mut self.lock().inherited);
+        let names = unclaimed.iter().map(|(k, _)| k.to_string()).collect();
+        for (key, fd) in unclaimed {
+            if let Some(path) = key.socket_path() {
+                unlink_socket(path);
+            }
+            drop(fd);
+        }
+        names
+    }
+
+    /// After a successful upgrade: the successor holds everything; close our copies.
+    pub(crate) fn close_used(&self) {
+        self.lock().used.clear();
+    }
+
+    /// At a stop without an upgrade: close and unlink the socket files of used unix sockets.
+    pub(crate) fn close_and_remove_used(&self) {
+        let used = std::mem::take(&mut self.lock().used);
+        for (key, fd) in used {
+            if let Some(path) = key.socket_path() {
+                unlink_socket(path);
+            }
+            drop(fd);
+        }
+    }
+}
+
+fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> {
+    let net = Network::parse(network)?;
+    let kind_fits = match kind {
+        FdKind::Listener => net.is_listener(),
+        FdKind::Packet => net.is_packet(),
+        FdKind::Conn | FdKind::File => true,
+    };
+    if !kind_fits || !T::fits(kind, net) {
+        return Err(Error::WrongType {
+            ty: T::NAME,
+            kind: kind.as_str(),
+            network: network.to_owned(),
+        });
+    }
+    Ok(net)
+}
+
+fn find_inherited(
+    inherited: &[(Key, OwnedFd)],
+    kind: FdKind,
+    net: Network,
+    addr: &str,
+    requested: &Address,
+) -> Option<usize> {
+    let same = |k: &Key| k.kind == kind && k.network == net.as_str();
+    if let Some(pos) = inherited.iter().position(|(k, _)| same(k) && k.addr == addr) {
+        return Some(pos);
+    }
+    let Address::Inet { host, port: 0 } = requested else {
+        return None;
+    };
+    inherited.iter().position(|(k, _)| {
+        same(k)
+            && matches!(parse_address(net, &k.addr),
+                Ok(Address::Inet { host: h, .. }) if same_host(host.as_deref(), h.as_deref()))
+    })
+}
+
+fn same_host(requested: Option<&str>, inherited: Option<&str>) -> bool {
+    let wildcard = |h: Option<&str>| matches!(h, None | Some("0.0.0.0" | "::"));
+    requested == inherited || (wildcard(requested) && wildcard(inherited))
+}
+
+/// Removes a unix socket file, only if it is a socket (as Go does).
+fn unlink_socket(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path, error = %e, "can't remove unix socket file");
+        }
+    }
+}
+
+impl fmt::Debug for Fds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Fds")
+            .field("inherited", &inner.inherited.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
+            .field("used", &inner.used.keys().map(|k| k.to_string()).collect::<Vec<_>>())
+            .finish()
+    }
+}

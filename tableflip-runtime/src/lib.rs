@@ -1,0 +1,36 @@
+//! The runtime of [tableflip](https://docs.rs/tableflip): graceful, zero-downtime upgrades
+//! for network services, wire-compatible with Go's `github.com/cloudflare/tableflip` v1.2.3.
+//!
+//! A running process starts a new copy of its own binary, hands it its listening sockets
+//! over an inherited-descriptor handshake, waits until the copy says it is ready, and only
+//! then drains and exits. Everything the `#[tableflip::main]` attribute generates is built
+//! from this crate's public API, so it can be written by hand.
+//!
+//! The wire handshake is described in `docs/protocol.md`.
+
+mod addr;
+mod child;
+mod env;
+mod error;
+mod fds;
+mod gob;
+mod lifecycle;
+mod net;
+mod parent;
+mod pidfile;
+mod service;
+mod signals;
+mod sys;
+mod upgrader;
+
+pub use addr::{Address, Network, parse_address, parse_duration};
+pub use env::{SENTINEL, init};
+pub use error::{AddrError, BoxError, Error, UpgradeError};
+pub use fds::{FdKind, Fds, FromFd};
+pub use net::ListenHook;
+pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, Upgrader};
+pub use service::{
+    ConnGuard, DEFAULT_DRAIN_TIMEOUT, Handle, ListenerSpec, Listeners, Outcome, ReadyMode,
+    Service, ShutdownReason,
+};
+pub use signals::Signal;

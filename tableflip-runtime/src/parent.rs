@@ -1,0 +1,232 @@
+//! The child's view of its parent: fd 3 (ready pipe), fd 4 (names pipe), fds 5+i.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::stat::{SFlag, fstat};
+use tokio::sync::watch;
+
+use crate::env::Handoff;
+use crate::error::Error;
+use crate::fds::Key;
+use crate::{gob, sys};
+
+/// fd 3: the write end of the ready pipe.
+pub(crate) const READY_FD: RawFd = 3;
+/// fd 4: the read end of the names pipe.
+pub(crate) const NAMES_FD: RawFd = 4;
+/// fd 5: the first passed file.
+pub(crate) const FIRST_FILE_FD: RawFd = 5;
+/// The byte that means "ready".
+pub(crate) const READY_BYTE: u8 = 42;
+/// How long the child waits for the parent to send the names.
+const NAMES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The parent as seen from the child.
+pub(crate) struct Parent {
+    ready: Mutex<Option<OwnedFd>>,
+    /// `None` while the parent lives; then `Ok` if it closed fd 4 cleanly.
+    exited: watch::Receiver<Option<Result<(), String>>>,
+}
+
+/// Reads the handshake. Called once, at start-up, when the sentinel is set.
+pub(crate) fn receive() -> Result<Handoff, Error> {
+    let ready = take_pipe(READY_FD, "ready pipe", OFlag::O_WRONLY)?;
+    let names_fd = take_pipe(NAMES_FD, "names pipe", OFlag::O_RDONLY)?;
+
+    let mut reader = DeadlineReader {
+        fd: names_fd.as_fd(),
+        deadline: Instant::now() + NAMES_TIMEOUT,
+    };
+    let names = gob::decode_names(&mut reader)
+        .map_err(|e| Error::handshake("can't decode the names sent on fd 4", Some(e.into())))?;
+
+    let mut files = Vec::with_capacity(names.len());
+    for (i, entry) in names.into_iter().enumerate() {
+        let fd = FIRST_FILE_FD + i as RawFd;
+        let key = Key::from_names_entry(entry)
+            .map_err(|msg| Error::handshake(format!("entry {i} of the names: {msg}"), None))?;
+        let owned = sys::take_inherited_fd(fd)
+            .map_err(|e| Error::handshake(format!("can't take fd {fd} ({key})"), Some(e.into())))?
+            .ok_or_else(|| {
+                Error::handshake(
+                    format!("the parent named {key} for fd {fd}, but fd {fd} is not open"),
+                    None,
+                )
+            })?;
+        files.push((key, owned));
+    }
+    reject_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd)?;
+
+    let (tx, rx) = watch::channel(None);
+    std::thread::Builder::new()
+        .name("tableflip-parent".into())
+        .spawn(move || {
+            let result = wait_for_eof(names_fd.as_fd());
+            let _ = tx.send(Some(result));
+        })
+        .map_err(|e| Error::io("can't start the thread that watches the parent", e))?;
+
+    Ok(Handoff {
+        parent: Parent {
+            ready: Mutex::new(Some(ready)),
+            exited: rx,
+        },
+        files,
+    })
+}
+
+/// A parent that passes more descriptors than it names is confused: refuse to start.
+#[cfg(target_os = "linux")]
+fn reject_unnamed_fds(first_unnamed: RawFd) -> Result<(), Error> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Ok(());
+    };
+    let mut extra: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first_unnamed && sys::fd_is_open(fd))
+        .filter(|&fd| !sys::fd_has_cloexec(fd))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort_unstable();
+    Err(Error::handshake(
+        format!(
+            "the parent passed {} descriptor(s) it did not name (fds {:?}); expected fds {}..{}",
+            extra.len(),
+            extra,
+            FIRST_FILE_FD,
+            first_unnamed
+        ),
+        None,
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reject_unnamed_fds(_first_unnamed: RawFd) -> Result<(), Error> {
+    Ok(())
+}
+
+fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {
+    let owned = sys::take_inherited_fd(fd)
+        .map_err(|e| Error::handshake(format!("can't take fd {fd} ({what})"), Some(e.into())))?
+        .ok_or_else(|| {
+            Error::handshake(
+                format!("{} is set but fd {fd} ({what}) is not open", crate::env::SENTINEL),
+                None,
+            )
+        })?;
+    let stat = fstat(owned.as_raw_fd())
+        .map_err(|e| Error::handshake(format!("can't stat fd {fd} ({what})"), Some(e.into())))?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err(Error::handshake(
+            format!("fd {fd} ({what}) is not a pipe"),
+            None,
+        ));
+    }
+    let actual = sys::access_mode(owned.as_fd())
+        .map_err(|e| Error::handshake(format!("can't read the flags of fd {fd}"), Some(e.into())))?;
+    if actual != mode && actual != OFlag::O_RDWR {
+        let want = if mode == OFlag::O_WRONLY { "write" } else { "read" };
+        return Err(Error::handshake(
+            format!("fd {fd} ({what}) is not open for {want}ing"),
+            None,
+        ));
+    }
+    Ok(owned)
+}
+
+/// Reads from a pipe that may be blocking or not, giving up at a deadline.
+struct DeadlineReader<'a> {
+    fd: BorrowedFd<'a>,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the parent sent no names within {NAMES_TIMEOUT:?}"),
+                ));
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.fd, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            match nix::unistd::read(self.fd.as_raw_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Blocks until the parent closes its end of the names pipe (it exited).
+fn wait_for_eof(fd: BorrowedFd<'_>) -> Result<(), String> {
+    let mut reader = DeadlineReader {
+        fd,
+        deadline: Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
+    };
+    let mut buf = [0u8; 1];
+    match reader.read(&mut buf) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err("unexpected data from the parent process on fd 4".into()),
+        Err(e) => Err(format!("reading fd 4: {e}")),
+    }
+}
+
+impl Parent {
+    /// Sends the ready byte and closes fd 3. A parent that is already gone is not an error
+    /// for the caller: this process is then the service (with a warning).
+    pub(crate) fn send_ready(&self) -> Result<(), Error> {
+        let Some(fd) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        let mut file = std::fs::File::from(fd);
+        match file.write_all(&[READY_BYTE]) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => {
+                tracing::warn!(
+                    pid = std::process::id(),
+                    "the parent process exited before this one was ready; this process is now the service"
+                );
+                Ok(())
+            }
+            Err(e) => Err(Error::NotifyParent(e)),
+        }
+    }
+
+    /// Has the parent exited?
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.borrow().is_some()
+    }
+
+    /// Waits until the parent has exited.
+    pub(crate) async fn wait(&self) -> Result<(), Error> {
+        let mut rx = self.exited.clone();
+        let result = match rx.wait_for(|v| v.is_some()).await {
+            Ok(v) => v.clone().unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        result.map_err(|msg| {
+            if msg.starts_with("unexpected data") {
+                Error::ParentMisbehaved
+            } else {
+                Error::handshake(msg, None)
+            }
+        })
+    }
+}
