@@ -34,6 +34,8 @@ pub(crate) struct Startup {
 pub(crate) struct Handoff {
     pub(crate) parent: Parent,
     pub(crate) files: Vec<(Key, std::os::fd::OwnedFd)>,
+    /// Something odd but harmless the handshake noticed, for the log.
+    pub(crate) warning: Option<String>,
 }
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();

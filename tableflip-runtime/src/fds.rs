@@ -294,16 +294,24 @@ impl Fds {
 
     fn inherited<T: FromFd>(&self, kind: FdKind, network: &str, addr: &str) -> Result<Option<T>, Error> {
         let net = check_type::<T>(kind, network)?;
-        let requested = parse_address(net, addr)?;
+        // A connection's address is free-form (Go uses whatever the caller chose).
+        let requested = match kind {
+            FdKind::Conn => None,
+            _ => Some(parse_address(net, addr)?),
+        };
         let mut inner = self.lock();
-        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, &requested) else {
+        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, requested.as_ref()) else {
             return Ok(None);
         };
         let key = inner.inherited[pos].0.clone();
-        net::check_socket(inner.inherited[pos].1.as_fd(), net).map_err(|msg| Error::WrongSocket {
-            what: key.to_string(),
-            msg,
-        })?;
+        if kind != FdKind::Conn {
+            net::check_socket(inner.inherited[pos].1.as_fd(), net).map_err(|msg| {
+                Error::WrongSocket {
+                    what: key.to_string(),
+                    msg,
+                }
+            })?;
+        }
         let (key, fd) = inner.inherited.remove(pos);
         let dup = fd
             .try_clone()
@@ -419,13 +427,13 @@ fn find_inherited(
     kind: FdKind,
     net: Network,
     addr: &str,
-    requested: &Address,
+    requested: Option<&Address>,
 ) -> Option<usize> {
     let same = |k: &Key| k.kind == kind && k.network == net.as_str();
     if let Some(pos) = inherited.iter().position(|(k, _)| same(k) && k.addr == addr) {
         return Some(pos);
     }
-    let Address::Inet { host, port: 0 } = requested else {
+    let Some(Address::Inet { host, port: 0 }) = requested else {
         return None;
     };
     inherited.iter().position(|(k, _)| {

@@ -1,10 +1,1321 @@
-//! TEMPORARY STUB (replaced by the real module).
-#![allow(missing_docs, unused)]
-use crate::addr::Network;
-use std::os::fd::{BorrowedFd, OwnedFd};
-pub type ListenHook = std::sync::Arc<dyn Fn(&str, &str, BorrowedFd<'_>) -> std::io::Result<()> + Send + Sync>;
-pub(crate) fn bind_listener(network: Network, addr: &str, hook: Option<&ListenHook>) -> std::io::Result<OwnedFd> { todo!() }
-pub(crate) fn bind_packet(network: Network, addr: &str, hook: Option<&ListenHook>) -> std::io::Result<OwnedFd> { todo!() }
-pub(crate) fn local_address(fd: BorrowedFd<'_>) -> std::io::Result<String> { todo!() }
-pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> { todo!() }
-pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -> bool { todo!() }
+//! Creating and inspecting sockets: binding listeners and packet sockets the way Go's
+//! `net.Listen` and `net.ListenPacket` do, reading back the address a socket is bound to,
+//! and checking that an inherited descriptor is the kind of socket it claims to be.
+//!
+//! Every socket this module creates is blocking and close-on-exec (socket2 opens sockets
+//! with `SOCK_CLOEXEC` where the system has it); callers switch it to non-blocking when they
+//! hand it to an event loop.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::addr::{Address, Network, format_inet, parse_address};
+
+/// Called on a fresh socket after `socket()` and before `bind()`, like Go's
+/// `net.ListenConfig.Control`.
+///
+/// The arguments are the network name and the address exactly as the caller asked for
+/// them (e.g. `"tcp"` and `":8080"`), not Go's resolved `"tcp6"` and `"[::]:8080"`, so a
+/// hook can tell which declared listener it is called for; the socket's own family can be
+/// read from the descriptor. The hook runs after this module's default options
+/// (`SO_REUSEADDR`, `IPV6_V6ONLY`, `SO_BROADCAST`), so it can override them. An error
+/// from the hook aborts the bind and is returned as it is.
+pub type ListenHook = Arc<dyn Fn(&str, &str, BorrowedFd<'_>) -> io::Result<()> + Send + Sync>;
+
+/// The backlog when `/proc/sys/net/core/somaxconn` cannot be read.
+const DEFAULT_BACKLOG: i32 = 4096;
+
+/// Binds a stream listener (`network.is_listener()`) to `addr` and calls `listen()`.
+///
+/// Returns a blocking, close-on-exec descriptor. Choices, following Go's `net.Listen`:
+///
+/// - `tcp` with an empty host (`":8080"`) binds a dual-stack `[::]` socket with
+///   `IPV6_V6ONLY` off, falling back to `0.0.0.0` if the system has no IPv6
+///   (`EAFNOSUPPORT`). `tcp4` binds `0.0.0.0`; `tcp6` binds `[::]` with `IPV6_V6ONLY` on.
+///   As Go documents, a literal unspecified host (`"0.0.0.0:8080"`, `"[::]:8080"`) means
+///   the same as an empty one: for `tcp` it too is dual-stack (use `tcp4` for IPv4 only).
+///   A specific IPv6 address under `tcp` gets `IPV6_V6ONLY` off, as in Go.
+/// - A host name is resolved with std's `ToSocketAddrs`, keeping only addresses of the
+///   network's family for `tcp4`/`tcp6`; as in Go, `tcp` takes the first IPv4 address if
+///   there is one, else the first address.
+/// - `SO_REUSEADDR` is on for TCP; the backlog is `/proc/sys/net/core/somaxconn`, or 4096
+///   if that cannot be read.
+/// - `unix` binds a `SOCK_STREAM` socket to the path and `unixpacket` a `SOCK_SEQPACKET`
+///   one; `"@name"` binds in Linux's abstract namespace. If the path is taken by a socket
+///   file nobody listens on any more (connecting gives `ECONNREFUSED`: left over by a
+///   crashed process), the file is removed and the bind tried once more; a live socket
+///   there stays `EADDRINUSE`, and a file that is not a socket is never removed. The
+///   socket file is not removed when the descriptor is closed.
+///
+/// Errors carry the OS error without saying what was being bound: the caller adds that.
+/// A bad address or a packet network gives `ErrorKind::InvalidInput`.
+pub(crate) fn bind_listener(
+    network: Network,
+    addr: &str,
+    hook: Option<&ListenHook>,
+) -> io::Result<OwnedFd> {
+    if !network.is_listener() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{:?} is a packet network, not a stream listener network",
+                network.as_str()
+            ),
+        ));
+    }
+    bind(network, addr, hook)
+}
+
+/// Binds a packet socket (`network.is_packet()`) to `addr`.
+///
+/// Returns a blocking, close-on-exec descriptor. Host and family choices are those of
+/// [`bind_listener`] (`udp` with an empty host is dual-stack `[::]`, and so on). As in Go,
+/// UDP sockets get `SO_BROADCAST` and no `SO_REUSEADDR`. `unixgram` binds a `SOCK_DGRAM`
+/// unix socket, with the same stale-file handling as `unix`.
+pub(crate) fn bind_packet(
+    network: Network,
+    addr: &str,
+    hook: Option<&ListenHook>,
+) -> io::Result<OwnedFd> {
+    if !network.is_packet() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{:?} is a stream listener network, not a packet network",
+                network.as_str()
+            ),
+        ));
+    }
+    bind(network, addr, hook)
+}
+
+/// Binds a socket of either kind; see [`bind_listener`] and [`bind_packet`].
+fn bind(network: Network, addr: &str, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
+    let parsed =
+        parse_address(network, addr).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let req = Request {
+        network,
+        addr,
+        hook,
+    };
+    let socket = match parsed {
+        Address::Inet { host, port } => req.bind_inet(host.as_deref(), port)?,
+        Address::Path(path) => {
+            let sockaddr = SockAddr::unix(&path)?;
+            req.bind_unix(&sockaddr, Some(&path))?
+        }
+        Address::Abstract(name) => req.bind_unix(&abstract_sockaddr(&name)?, None)?,
+    };
+    Ok(socket.into())
+}
+
+/// What to bind, and the hook to call on the way.
+struct Request<'a> {
+    /// The requested network.
+    network: Network,
+    /// The requested address, as the caller wrote it (for the hook).
+    addr: &'a str,
+    /// The caller's hook, if any.
+    hook: Option<&'a ListenHook>,
+}
+
+impl Request<'_> {
+    /// Creates, configures and binds an internet socket, and listens if it is a listener.
+    fn bind_inet(&self, host: Option<&str>, port: u16) -> io::Result<Socket> {
+        let (target, v6only) = match host.filter(|h| !is_unspecified(h)) {
+            None => match ip_version(self.network) {
+                Some(4) => (SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false),
+                Some(_) => (SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true),
+                None => {
+                    // Dual-stack [::], or 0.0.0.0 where the system has no IPv6 at all.
+                    let dual = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+                    match self.new_inet_socket(dual) {
+                        Ok(socket) => return self.finish_inet(socket, dual, false),
+                        Err(e) if e.raw_os_error() == Some(Errno::EAFNOSUPPORT as i32) => {
+                            (SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            },
+            Some(host) => {
+                let addrs = resolve(self.network, host, port)?;
+                // Go's Listen prefers IPv4 among a host name's addresses for "tcp"/"udp";
+                // for the 4/6 networks, `resolve` kept only the right family.
+                let chosen = addrs
+                    .iter()
+                    .find(|a| a.is_ipv4())
+                    .or_else(|| addrs.first())
+                    .copied()
+                    .ok_or_else(|| no_address(self.network, host))?;
+                (chosen, ip_version(self.network) == Some(6))
+            }
+        };
+        let socket = self.new_inet_socket(target)?;
+        self.finish_inet(socket, target, v6only)
+    }
+
+    /// Opens a TCP or UDP socket (as the network says) of `target`'s family.
+    fn new_inet_socket(&self, target: SocketAddr) -> io::Result<Socket> {
+        let (ty, proto) = if self.network.is_listener() {
+            (Type::STREAM, Protocol::TCP)
+        } else {
+            (Type::DGRAM, Protocol::UDP)
+        };
+        Socket::new(Domain::for_address(target), ty, Some(proto))
+    }
+
+    /// Sets the default options on a fresh internet socket, calls the hook, binds to
+    /// `target` and, for listeners, listens.
+    fn finish_inet(&self, socket: Socket, target: SocketAddr, v6only: bool) -> io::Result<Socket> {
+        let stream = self.network.is_listener();
+        if target.is_ipv6() {
+            socket.set_only_v6(v6only)?;
+        }
+        if stream {
+            socket.set_reuse_address(true)?;
+        } else {
+            socket.set_broadcast(true)?;
+        }
+        self.run_hook(&socket)?;
+        socket.bind(&SockAddr::from(target))?;
+        if stream {
+            socket.listen(listen_backlog())?;
+        }
+        Ok(socket)
+    }
+
+    /// Creates, binds (replacing a stale socket file at `path`) and, for listeners, listens
+    /// on a unix socket.
+    fn bind_unix(&self, sockaddr: &SockAddr, path: Option<&Path>) -> io::Result<Socket> {
+        let ty = socket_type(self.network);
+        let socket = Socket::new(Domain::UNIX, ty, None)?;
+        self.run_hook(&socket)?;
+        match socket.bind(sockaddr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(Errno::EADDRINUSE as i32) => {
+                let Some(path) = path else { return Err(e) };
+                if !is_stale_socket_file(path, ty, sockaddr) {
+                    return Err(e);
+                }
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(gone) if gone.kind() == io::ErrorKind::NotFound => {}
+                    Err(_) => return Err(e),
+                }
+                socket.bind(sockaddr)?;
+            }
+            Err(e) => return Err(e),
+        }
+        if self.network.is_listener() {
+            socket.listen(listen_backlog())?;
+        }
+        Ok(socket)
+    }
+
+    /// Calls the hook, if any, on a socket not yet bound.
+    fn run_hook(&self, socket: &Socket) -> io::Result<()> {
+        match self.hook {
+            Some(hook) => {
+                use std::os::fd::AsFd;
+                hook(self.network.as_str(), self.addr, socket.as_fd())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Which IP family an internet network is limited to: `Some(4)` for `tcp4`/`udp4`,
+/// `Some(6)` for `tcp6`/`udp6`, `None` for the others.
+fn ip_version(network: Network) -> Option<u8> {
+    match network {
+        Network::Tcp4 | Network::Udp4 => Some(4),
+        Network::Tcp6 | Network::Udp6 => Some(6),
+        _ => None,
+    }
+}
+
+/// The socket type for a network.
+fn socket_type(network: Network) -> Type {
+    match network {
+        Network::Tcp | Network::Tcp4 | Network::Tcp6 | Network::Unix => Type::STREAM,
+        Network::UnixPacket => Type::SEQPACKET,
+        Network::Udp | Network::Udp4 | Network::Udp6 | Network::Unixgram => Type::DGRAM,
+    }
+}
+
+/// The listen backlog: `/proc/sys/net/core/somaxconn` if readable (as Go does on Linux),
+/// else 4096.
+fn listen_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .map_or(DEFAULT_BACKLOG, |n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// The socket address of a Linux abstract name (`"@name"` without the `'@'`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_sockaddr(name: &str) -> io::Result<SockAddr> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    // socket2 treats a path that starts with a NUL byte as an abstract name.
+    let mut bytes = Vec::with_capacity(name.len() + 1);
+    bytes.push(0);
+    bytes.extend_from_slice(name.as_bytes());
+    SockAddr::unix(Path::new(OsStr::from_bytes(&bytes)))
+}
+
+/// Abstract names exist only on Linux; `parse_address` rejects them elsewhere.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_sockaddr(_name: &str) -> io::Result<SockAddr> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract unix socket names exist only on Linux",
+    ))
+}
+
+/// True if `path` is a socket file that nobody is bound to: a non-blocking connect with a
+/// socket of type `ty` is refused. A live socket of another type, a full backlog (`EAGAIN`),
+/// a permission error or anything else counts as not stale.
+fn is_stale_socket_file(path: &Path, ty: Type, sockaddr: &SockAddr) -> bool {
+    let is_socket = std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false);
+    if !is_socket {
+        return false;
+    }
+    let Ok(probe) = Socket::new(Domain::UNIX, ty, None) else {
+        return false;
+    };
+    if probe.set_nonblocking(true).is_err() {
+        return false;
+    }
+    matches!(probe.connect(sockaddr), Err(e) if e.raw_os_error() == Some(Errno::ECONNREFUSED as i32))
+}
+
+/// Resolves `host` (an IP literal, with an optional IPv6 zone, or a host name) to socket
+/// addresses of the network's family, in resolver order.
+fn resolve(network: Network, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = if host.contains(':') {
+        vec![SocketAddr::V6(parse_ipv6_with_zone(host, port)?)]
+    } else if let Ok(v4) = host.parse::<Ipv4Addr>() {
+        vec![SocketAddr::V4(SocketAddrV4::new(v4, port))]
+    } else {
+        (host, port).to_socket_addrs()?.collect()
+    };
+    let wanted: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match ip_version(network) {
+            Some(4) => a.is_ipv4(),
+            Some(_) => a.is_ipv6(),
+            None => true,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(no_address(network, host));
+    }
+    Ok(wanted)
+}
+
+/// True for a literal unspecified address, `"0.0.0.0"` or `"::"` (in any spelling), which
+/// means all interfaces just like an empty host.
+fn is_unspecified(host: &str) -> bool {
+    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// The error for a host with no address of the wanted family.
+fn no_address(network: Network, host: &str) -> io::Error {
+    let family = match ip_version(network) {
+        Some(4) => "IPv4 ",
+        Some(_) => "IPv6 ",
+        None => "",
+    };
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no {family}address found for host {host:?}"),
+    )
+}
+
+/// Parses `"fe80::1%eth0"` or `"fe80::1%2"` (or a plain IPv6 literal) into a socket
+/// address, turning an interface name into its index.
+fn parse_ipv6_with_zone(host: &str, port: u16) -> io::Result<SocketAddrV6> {
+    let (ip, zone) = host.split_once('%').unwrap_or((host, ""));
+    let ip: Ipv6Addr = ip.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{ip:?} is not an IPv6 address"),
+        )
+    })?;
+    let scope = if zone.is_empty() {
+        0
+    } else if let Ok(n) = zone.parse::<u32>() {
+        n
+    } else {
+        nix::net::if_::if_nametoindex(zone).map_err(|errno| {
+            io::Error::new(
+                io::Error::from(errno).kind(),
+                format!("no network interface {zone:?} for the IPv6 zone: {errno}"),
+            )
+        })?
+    };
+    Ok(SocketAddrV6::new(ip, port, 0, scope))
+}
+
+/// The address a socket is bound to, in Go's form: `"127.0.0.1:8080"`, `"[::1]:53"`,
+/// `"[fe80::1%eth0]:53"`, `"/run/app.sock"` or `"@name"`.
+///
+/// An unnamed (unbound) unix socket gives `""`. Unix paths and abstract names that are not
+/// UTF-8 are converted lossily. Other address families give `ErrorKind::Unsupported`.
+pub(crate) fn local_address(fd: BorrowedFd<'_>) -> io::Result<String> {
+    let local = SockRef::from(&fd).local_addr()?;
+    format_sockaddr(&local)
+}
+
+/// Formats a socket address in Go's form; see [`local_address`].
+fn format_sockaddr(sa: &SockAddr) -> io::Result<String> {
+    match sa.as_socket() {
+        Some(SocketAddr::V4(v4)) => return Ok(format_inet(IpAddr::V4(*v4.ip()), v4.port())),
+        Some(SocketAddr::V6(v6)) if v6.scope_id() == 0 => {
+            return Ok(format_inet(IpAddr::V6(*v6.ip()), v6.port()));
+        }
+        Some(SocketAddr::V6(v6)) => {
+            let zone = nix::net::if_::if_indextoname(v6.scope_id())
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| v6.scope_id().to_string());
+            return Ok(format!("[{}%{zone}]:{}", v6.ip(), v6.port()));
+        }
+        None => {}
+    }
+    if sa.is_unix() {
+        if let Some(name) = sa.as_abstract_namespace() {
+            return Ok(format!("@{}", String::from_utf8_lossy(name)));
+        }
+        if let Some(path) = sa.as_pathname() {
+            return Ok(path.to_string_lossy().into_owned());
+        }
+        return Ok(String::new());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("unsupported address family {}", sa.family()),
+    ))
+}
+
+/// What a network needs: the families it accepts, its socket type, and whether it listens.
+struct Expected {
+    /// The accepted address families.
+    domains: &'static [Domain],
+    /// The socket type.
+    ty: Type,
+    /// Whether the socket must be listening.
+    listening: bool,
+}
+
+impl Expected {
+    /// What `network` needs.
+    fn of(network: Network) -> Expected {
+        const INET: &[Domain] = &[Domain::IPV4, Domain::IPV6];
+        const V4: &[Domain] = &[Domain::IPV4];
+        const V6: &[Domain] = &[Domain::IPV6];
+        const UNIX: &[Domain] = &[Domain::UNIX];
+        let domains = match network {
+            Network::Tcp | Network::Udp => INET,
+            Network::Tcp4 | Network::Udp4 => V4,
+            Network::Tcp6 | Network::Udp6 => V6,
+            Network::Unix | Network::UnixPacket | Network::Unixgram => UNIX,
+        };
+        Expected {
+            domains,
+            ty: socket_type(network),
+            listening: network.is_listener(),
+        }
+    }
+
+    /// Describes the expected socket, e.g. "a listening AF_INET or AF_INET6 SOCK_STREAM
+    /// socket".
+    fn describe(&self) -> String {
+        let families: Vec<String> = self.domains.iter().map(|d| domain_name(*d)).collect();
+        let families = families.join(" or ");
+        if self.listening {
+            format!("a listening {families} {} socket", type_name(self.ty))
+        } else {
+            format!("an {families} {} socket", type_name(self.ty))
+        }
+    }
+}
+
+/// The C name of an address family, e.g. "AF_INET6".
+fn domain_name(d: Domain) -> String {
+    if d == Domain::IPV4 {
+        "AF_INET".to_owned()
+    } else if d == Domain::IPV6 {
+        "AF_INET6".to_owned()
+    } else if d == Domain::UNIX {
+        "AF_UNIX".to_owned()
+    } else {
+        format!("address family {}", i32::from(d))
+    }
+}
+
+/// The C name of a socket type, e.g. "SOCK_DGRAM".
+fn type_name(t: Type) -> String {
+    if t == Type::STREAM {
+        "SOCK_STREAM".to_owned()
+    } else if t == Type::DGRAM {
+        "SOCK_DGRAM".to_owned()
+    } else if t == Type::SEQPACKET {
+        "SOCK_SEQPACKET".to_owned()
+    } else if t == Type::RAW {
+        "SOCK_RAW".to_owned()
+    } else {
+        format!("socket type {}", i32::from(t))
+    }
+}
+
+/// Checks that `fd` is a socket whose family and type fit `network` and, for listeners,
+/// that it is listening (`SO_ACCEPTCONN`); on Linux, also that an internet socket's
+/// protocol is TCP or UDP as the network says.
+///
+/// The error is one line, such as `fd 5 is an AF_INET SOCK_DGRAM socket, expected a
+/// listening AF_INET or AF_INET6 SOCK_STREAM socket for "tcp"`.
+pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
+    let raw = fd.as_raw_fd();
+    let expected = Expected::of(network);
+    let wanted = format!(
+        "expected {} for {:?}",
+        expected.describe(),
+        network.as_str()
+    );
+    let sock = SockRef::from(&fd);
+    let ty = match sock.r#type() {
+        Ok(ty) => ty,
+        Err(e) if e.raw_os_error() == Some(Errno::ENOTSOCK as i32) => {
+            return Err(format!("fd {raw} is not a socket, {wanted}"));
+        }
+        Err(e) => {
+            return Err(format!(
+                "fd {raw}: cannot read its socket type ({e}), {wanted}"
+            ));
+        }
+    };
+    let domain = match sock.local_addr() {
+        Ok(local) => local.domain(),
+        Err(e) => {
+            return Err(format!("fd {raw}: cannot read its address ({e}), {wanted}"));
+        }
+    };
+    let actual = format!("{} {}", domain_name(domain), type_name(ty));
+    if ty != expected.ty || !expected.domains.contains(&domain) {
+        return Err(format!("fd {raw} is an {actual} socket, {wanted}"));
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if !network.is_unix() {
+        let proto = if network.is_listener() {
+            Protocol::TCP
+        } else {
+            Protocol::UDP
+        };
+        match sock.protocol() {
+            Ok(Some(p)) if p != proto => {
+                return Err(format!(
+                    "fd {raw} is an {actual} socket of protocol {}, {wanted}",
+                    i32::from(p)
+                ));
+            }
+            _ => {}
+        }
+    }
+    if expected.listening {
+        match nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "fd {raw} is an {actual} socket that is not listening, {wanted}"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "fd {raw}: cannot tell whether it is listening ({e}), {wanted}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True if the bound socket `fd` serves `addr` on `network`; used to match
+/// systemd-activated sockets against declared listeners.
+///
+/// The socket must pass [`check_socket`], and then:
+/// - internet: the same port (a requested port 0 matches only port 0), and the same host:
+///   no host, or a literal `0.0.0.0` or `::`, matches the wildcard address (`0.0.0.0` for
+///   `tcp4`/`udp4`, `::` for `tcp6`/`udp6`, either for `tcp`/`udp`); an IP literal matches
+///   that address (and its
+///   zone, if one is given); a host name is resolved and matches any of its addresses of
+///   the network's family. `IPV6_V6ONLY` is not compared.
+/// - a path: the same path as written, or the same file after resolving symlinks and
+///   relative paths.
+/// - an abstract name: the same name.
+///
+/// An unparsable address never matches.
+pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -> bool {
+    if check_socket(fd, network).is_err() {
+        return false;
+    }
+    let Ok(wanted) = parse_address(network, addr) else {
+        return false;
+    };
+    let Ok(local) = SockRef::from(&fd).local_addr() else {
+        return false;
+    };
+    match wanted {
+        Address::Inet { host, port } => {
+            let Some(bound) = local.as_socket() else {
+                return false;
+            };
+            if bound.port() != port {
+                return false;
+            }
+            match host.filter(|h| !is_unspecified(h)) {
+                None => match (ip_version(network), bound.ip()) {
+                    (Some(4), IpAddr::V6(_)) | (Some(6), IpAddr::V4(_)) => false,
+                    (_, ip) => ip.is_unspecified(),
+                },
+                Some(host) => resolve(network, &host, port)
+                    .is_ok_and(|addrs| addrs.iter().any(|want| same_inet(*want, bound))),
+            }
+        }
+        Address::Path(path) => {
+            let Some(bound) = local.as_pathname() else {
+                return false;
+            };
+            if bound == path {
+                return true;
+            }
+            match (std::fs::canonicalize(bound), std::fs::canonicalize(&path)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
+        }
+        Address::Abstract(name) => local.as_abstract_namespace() == Some(name.as_bytes()),
+    }
+}
+
+/// True if the bound address `bound` is the wanted one: same IP, and same IPv6 zone when
+/// the wanted address names one. Ports were compared already.
+fn same_inet(want: SocketAddr, bound: SocketAddr) -> bool {
+    match (want, bound) {
+        (SocketAddr::V4(w), SocketAddr::V4(b)) => w.ip() == b.ip(),
+        (SocketAddr::V6(w), SocketAddr::V6(b)) => {
+            w.ip() == b.ip() && (w.scope_id() == 0 || w.scope_id() == b.scope_id())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A fresh, empty directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "tfnet-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+
+        fn sock(&self, name: &str) -> String {
+            self.path(name).to_str().unwrap().to_owned()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A unique abstract name for this test process.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn abstract_name(tag: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "@tableflip-test-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// True if this machine can bind ::1; prints a note when it cannot.
+    fn have_ipv6() -> bool {
+        match std::net::TcpListener::bind("[::1]:0") {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("note: skipping IPv6 checks: cannot bind [::1]: {e}");
+                false
+            }
+        }
+    }
+
+    fn port_of(fd: &OwnedFd) -> u16 {
+        let a = local_address(fd.as_fd()).unwrap();
+        a.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn tcp_round_trip(listener: OwnedFd, connect_to: &str) {
+        let listener = TcpListener::from(listener);
+        let mut client = TcpStream::connect(connect_to).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"ping").unwrap();
+        let mut buf = [0; 4];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    fn udp_round_trip(sock: OwnedFd, send_to: &str) {
+        let sock = UdpSocket::from(sock);
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let bind_client = if send_to.starts_with('[') {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let client = UdpSocket::bind(bind_client).unwrap();
+        client.send_to(b"ping", send_to).unwrap();
+        let mut buf = [0; 8];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+    }
+
+    fn is_blocking_cloexec(fd: &OwnedFd) {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let fl = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+        assert!(!fl.contains(OFlag::O_NONBLOCK), "blocking");
+        let fd_fl = FdFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFD).unwrap());
+        assert!(fd_fl.contains(FdFlag::FD_CLOEXEC), "cloexec");
+    }
+
+    #[test]
+    fn tcp_listeners_bind_and_answer() {
+        for (net, addr) in [
+            (Network::Tcp, "127.0.0.1:0"),
+            (Network::Tcp4, "127.0.0.1:0"),
+            (Network::Tcp4, ":0"),
+            (Network::Tcp, "localhost:0"),
+        ] {
+            let fd = bind_listener(net, addr, None).unwrap();
+            is_blocking_cloexec(&fd);
+            check_socket(fd.as_fd(), net).unwrap();
+            let port = port_of(&fd);
+            assert_ne!(port, 0);
+            let local = local_address(fd.as_fd()).unwrap();
+            if addr.starts_with(':') {
+                assert_eq!(local, format!("0.0.0.0:{port}"));
+            } else {
+                assert_eq!(local, format!("127.0.0.1:{port}"), "{net} {addr}");
+            }
+            assert!(socket_matches(fd.as_fd(), net, &local));
+            tcp_round_trip(fd, &format!("127.0.0.1:{port}"));
+        }
+    }
+
+    #[test]
+    fn tcp_dual_stack_wildcard() {
+        let fd = bind_listener(Network::Tcp, ":0", None).unwrap();
+        let port = port_of(&fd);
+        let local = local_address(fd.as_fd()).unwrap();
+        if local.starts_with('[') {
+            assert_eq!(local, format!("[::]:{port}"));
+            assert!(!SockRef::from(&fd).only_v6().unwrap(), "dual-stack");
+        } else {
+            eprintln!("note: no IPv6, \"tcp\" fell back to {local}");
+            assert_eq!(local, format!("0.0.0.0:{port}"));
+        }
+        assert!(SockRef::from(&fd).reuse_address().unwrap());
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!(":{port}")
+        ));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!(":{}", port ^ 1)
+        ));
+        // IPv4 clients reach the dual-stack socket too.
+        tcp_round_trip(fd, &format!("127.0.0.1:{port}"));
+    }
+
+    #[test]
+    fn tcp6_and_udp6() {
+        if !have_ipv6() {
+            return;
+        }
+        let fd = bind_listener(Network::Tcp6, "[::1]:0", None).unwrap();
+        check_socket(fd.as_fd(), Network::Tcp6).unwrap();
+        check_socket(fd.as_fd(), Network::Tcp).unwrap();
+        let e = check_socket(fd.as_fd(), Network::Tcp4).unwrap_err();
+        assert!(e.contains("is an AF_INET6 SOCK_STREAM socket, expected a listening AF_INET SOCK_STREAM socket for \"tcp4\""), "{e}");
+        let port = port_of(&fd);
+        assert_eq!(local_address(fd.as_fd()).unwrap(), format!("[::1]:{port}"));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp6,
+            &format!("[::1]:{port}")
+        ));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!("[::1]:{port}")
+        ));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Tcp6,
+            &format!(":{port}")
+        ));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Tcp4,
+            &format!("127.0.0.1:{port}")
+        ));
+        tcp_round_trip(fd, &format!("[::1]:{port}"));
+
+        let fd = bind_listener(Network::Tcp6, ":0", None).unwrap();
+        assert!(SockRef::from(&fd).only_v6().unwrap());
+        let port = port_of(&fd);
+        assert_eq!(local_address(fd.as_fd()).unwrap(), format!("[::]:{port}"));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp6,
+            &format!(":{port}")
+        ));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!(":{port}")
+        ));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Tcp4,
+            &format!(":{port}")
+        ));
+        tcp_round_trip(fd, &format!("[::1]:{port}"));
+
+        let fd = bind_packet(Network::Udp6, "[::1]:0", None).unwrap();
+        check_socket(fd.as_fd(), Network::Udp6).unwrap();
+        let port = port_of(&fd);
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Udp6,
+            &format!("[::1]:{port}")
+        ));
+        udp_round_trip(fd, &format!("[::1]:{port}"));
+
+        let fd = bind_packet(Network::Udp6, ":0", None).unwrap();
+        assert!(SockRef::from(&fd).only_v6().unwrap());
+        let port = port_of(&fd);
+        udp_round_trip(fd, &format!("[::1]:{port}"));
+
+        // tcp4 with a host that has only IPv6 addresses: a clear error.
+        let e = bind_listener(Network::Tcp4, "ip6-localhost:0", None);
+        if let Err(e) = e {
+            assert!(e.to_string().contains("address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn udp_sockets_bind_and_answer() {
+        for (net, addr) in [
+            (Network::Udp, "127.0.0.1:0"),
+            (Network::Udp4, "127.0.0.1:0"),
+            (Network::Udp4, ":0"),
+            (Network::Udp, ":0"),
+        ] {
+            let fd = bind_packet(net, addr, None).unwrap();
+            is_blocking_cloexec(&fd);
+            check_socket(fd.as_fd(), net).unwrap();
+            assert!(SockRef::from(&fd).broadcast().unwrap());
+            assert!(!SockRef::from(&fd).reuse_address().unwrap());
+            let port = port_of(&fd);
+            assert_ne!(port, 0);
+            let local = local_address(fd.as_fd()).unwrap();
+            assert!(socket_matches(fd.as_fd(), net, &local), "{net} {local}");
+            assert!(socket_matches(
+                fd.as_fd(),
+                net,
+                &addr.replace(":0", &format!(":{port}"))
+            ));
+            udp_round_trip(fd, &format!("127.0.0.1:{port}"));
+        }
+    }
+
+    #[test]
+    fn unix_sockets_bind_and_answer() {
+        let dir = TempDir::new();
+
+        let path = dir.sock("stream.sock");
+        let fd = bind_listener(Network::Unix, &path, None).unwrap();
+        is_blocking_cloexec(&fd);
+        check_socket(fd.as_fd(), Network::Unix).unwrap();
+        assert_eq!(local_address(fd.as_fd()).unwrap(), path);
+        assert!(socket_matches(fd.as_fd(), Network::Unix, &path));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Unix,
+            &dir.sock("other.sock")
+        ));
+        assert!(!socket_matches(fd.as_fd(), Network::UnixPacket, &path));
+        let listener = UnixListener::from(fd);
+        let mut client = UnixStream::connect(&path).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"hi").unwrap();
+        let mut buf = [0; 2];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+
+        let path = dir.sock("packet.sock");
+        let fd = bind_listener(Network::UnixPacket, &path, None).unwrap();
+        check_socket(fd.as_fd(), Network::UnixPacket).unwrap();
+        let e = check_socket(fd.as_fd(), Network::Unix).unwrap_err();
+        assert!(
+            e.contains("SOCK_SEQPACKET socket, expected a listening AF_UNIX SOCK_STREAM"),
+            "{e}"
+        );
+        assert_eq!(local_address(fd.as_fd()).unwrap(), path);
+        let client = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        client.connect(&SockAddr::unix(&path).unwrap()).unwrap();
+        let server = Socket::from(fd).accept().unwrap().0;
+        client.send(b"one").unwrap();
+        client.send(b"two").unwrap();
+        let mut buf = [std::mem::MaybeUninit::new(0u8); 8];
+        assert_eq!(server.recv(&mut buf).unwrap(), 3, "message boundaries kept");
+
+        let path = dir.sock("gram.sock");
+        let fd = bind_packet(Network::Unixgram, &path, None).unwrap();
+        check_socket(fd.as_fd(), Network::Unixgram).unwrap();
+        assert!(socket_matches(fd.as_fd(), Network::Unixgram, &path));
+        let sock = UnixDatagram::from(fd);
+        let client = UnixDatagram::unbound().unwrap();
+        client.send_to(b"dgram", &path).unwrap();
+        let mut buf = [0; 8];
+        assert_eq!(sock.recv(&mut buf).unwrap(), 5);
+    }
+
+    #[test]
+    fn unix_relative_and_absolute_paths_match() {
+        let dir = TempDir::new();
+        let path = dir.sock("m.sock");
+        let fd = bind_listener(Network::Unix, &path, None).unwrap();
+        // The same file through a different spelling.
+        let other = format!("{}/./m.sock", dir.0.display());
+        assert!(socket_matches(fd.as_fd(), Network::Unix, &other));
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn abstract_sockets_bind_and_answer() {
+        let name = abstract_name("stream");
+        let fd = bind_listener(Network::Unix, &name, None).unwrap();
+        assert_eq!(local_address(fd.as_fd()).unwrap(), name);
+        assert!(socket_matches(fd.as_fd(), Network::Unix, &name));
+        assert!(!socket_matches(
+            fd.as_fd(),
+            Network::Unix,
+            &format!("{name}x")
+        ));
+        // A second bind of the same name is EADDRINUSE (no stale-file removal here).
+        let e = bind_listener(Network::Unix, &name, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EADDRINUSE as i32));
+        let client = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        client
+            .connect(&abstract_sockaddr(&name[1..]).unwrap())
+            .unwrap();
+        let (server, _) = Socket::from(fd).accept().unwrap();
+        client.send(b"x").unwrap();
+        let mut buf = [std::mem::MaybeUninit::new(0u8); 1];
+        assert_eq!(server.recv(&mut buf).unwrap(), 1);
+
+        let name = abstract_name("seq");
+        let fd = bind_listener(Network::UnixPacket, &name, None).unwrap();
+        check_socket(fd.as_fd(), Network::UnixPacket).unwrap();
+        assert!(socket_matches(fd.as_fd(), Network::UnixPacket, &name));
+
+        let name = abstract_name("gram");
+        let fd = bind_packet(Network::Unixgram, &name, None).unwrap();
+        assert_eq!(local_address(fd.as_fd()).unwrap(), name);
+        let client = Socket::new(Domain::UNIX, Type::DGRAM, None).unwrap();
+        client
+            .send_to(b"abc", &abstract_sockaddr(&name[1..]).unwrap())
+            .unwrap();
+        let mut buf = [std::mem::MaybeUninit::new(0u8); 8];
+        assert_eq!(Socket::from(fd).recv(&mut buf).unwrap(), 3);
+    }
+
+    #[test]
+    fn stale_unix_socket_file_is_replaced() {
+        let dir = TempDir::new();
+        for (net, kind) in [
+            (Network::Unix, "stream"),
+            (Network::UnixPacket, "seq"),
+            (Network::Unixgram, "gram"),
+        ] {
+            let path = dir.sock(&format!("stale-{kind}.sock"));
+            // A socket file left behind: bound, then closed without unlinking.
+            drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+            assert!(
+                std::fs::symlink_metadata(&path)
+                    .unwrap()
+                    .file_type()
+                    .is_socket()
+            );
+            let fd = if net.is_listener() {
+                bind_listener(net, &path, None)
+            } else {
+                bind_packet(net, &path, None)
+            }
+            .unwrap();
+            check_socket(fd.as_fd(), net).unwrap();
+            assert!(socket_matches(fd.as_fd(), net, &path));
+        }
+    }
+
+    #[test]
+    fn live_unix_socket_is_not_replaced() {
+        let dir = TempDir::new();
+        for net in [Network::Unix, Network::UnixPacket, Network::Unixgram] {
+            let path = dir.sock(&format!("live-{net}.sock"));
+            let bind = |p: &str| {
+                if net.is_listener() {
+                    bind_listener(net, p, None)
+                } else {
+                    bind_packet(net, p, None)
+                }
+            };
+            let live = bind(&path).unwrap();
+            let e = bind(&path).unwrap_err();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(Errno::EADDRINUSE as i32),
+                "{net}: {e}"
+            );
+            // The first socket still works.
+            assert!(socket_matches(live.as_fd(), net, &path));
+        }
+        // A live socket of another type is not replaced either.
+        let path = dir.sock("live-mixed.sock");
+        let _live = bind_packet(Network::Unixgram, &path, None).unwrap();
+        let e = bind_listener(Network::Unix, &path, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EADDRINUSE as i32));
+        // A regular file is never removed.
+        let path = dir.sock("regular-file");
+        std::fs::write(&path, b"keep").unwrap();
+        let e = bind_listener(Network::Unix, &path, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EADDRINUSE as i32));
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_busy_tcp_port_is_eaddrinuse() {
+        let first = bind_listener(Network::Tcp4, "127.0.0.1:0", None).unwrap();
+        let addr = local_address(first.as_fd()).unwrap();
+        let e = bind_listener(Network::Tcp4, &addr, None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::EADDRINUSE as i32));
+    }
+
+    #[test]
+    fn hook_runs_before_bind() {
+        let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let hook: ListenHook = Arc::new(move |net, addr, fd| {
+            let sock = SockRef::from(&fd);
+            sock.set_recv_buffer_size(64 * 1024)?;
+            // Not bound yet: the port is still 0.
+            let local = format_sockaddr(&sock.local_addr()?)?;
+            log.lock()
+                .unwrap()
+                .push((net.to_owned(), addr.to_owned(), local));
+            Ok(())
+        });
+        let fd = bind_listener(Network::Tcp4, "127.0.0.1:0", Some(&hook)).unwrap();
+        // Linux doubles the value it is given.
+        assert!(SockRef::from(&fd).recv_buffer_size().unwrap() >= 64 * 1024);
+        let fd2 = bind_packet(Network::Udp4, "127.0.0.1:0", Some(&hook)).unwrap();
+        let dir = TempDir::new();
+        let path = dir.sock("hook.sock");
+        let _fd3 = bind_listener(Network::Unix, &path, Some(&hook)).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            *seen,
+            [
+                (
+                    "tcp4".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                    "0.0.0.0:0".to_owned()
+                ),
+                (
+                    "udp4".to_owned(),
+                    "127.0.0.1:0".to_owned(),
+                    "0.0.0.0:0".to_owned()
+                ),
+                ("unix".to_owned(), path.clone(), String::new()),
+            ]
+        );
+        drop((fd, fd2));
+    }
+
+    #[test]
+    fn hook_error_aborts() {
+        let dir = TempDir::new();
+        let path = dir.sock("never.sock");
+        let hook: ListenHook = Arc::new(|_, _, _| Err(io::Error::other("hook says no")));
+        let e = bind_listener(Network::Tcp4, "127.0.0.1:0", Some(&hook)).unwrap_err();
+        assert_eq!(e.to_string(), "hook says no");
+        let e = bind_packet(Network::Udp, ":0", Some(&hook)).unwrap_err();
+        assert_eq!(e.to_string(), "hook says no");
+        let e = bind_listener(Network::Unix, &path, Some(&hook)).unwrap_err();
+        assert_eq!(e.to_string(), "hook says no");
+        assert!(!dir.path("never.sock").exists(), "nothing was bound");
+    }
+
+    #[test]
+    fn bad_requests_are_invalid_input() {
+        for (net, addr, listener) in [
+            (Network::Udp, ":0", true),
+            (Network::Unixgram, "/tmp/x", true),
+            (Network::Tcp, ":0", false),
+            (Network::Unix, "/tmp/x", false),
+            (Network::Tcp, "nope", true),
+            (Network::Tcp, "", true),
+            (Network::Udp, ":http", false),
+        ] {
+            let r = if listener {
+                bind_listener(net, addr, None)
+            } else {
+                bind_packet(net, addr, None)
+            };
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{net} {addr}: {e}");
+        }
+        let e = bind_listener(Network::Tcp, "[fe80::1%no-such-if9]:0", None).unwrap_err();
+        assert!(e.to_string().contains("no-such-if9"), "{e}");
+    }
+
+    #[test]
+    fn check_socket_rejects_the_wrong_kinds() {
+        // A UDP socket is not a TCP listener.
+        let udp = bind_packet(Network::Udp4, "127.0.0.1:0", None).unwrap();
+        let raw = udp.as_raw_fd();
+        let e = check_socket(udp.as_fd(), Network::Tcp).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "fd {raw} is an AF_INET SOCK_DGRAM socket, expected a listening AF_INET or \
+                 AF_INET6 SOCK_STREAM socket for \"tcp\""
+            )
+        );
+        let e = check_socket(udp.as_fd(), Network::Unixgram).unwrap_err();
+        assert!(e.contains("is an AF_INET SOCK_DGRAM socket, expected an AF_UNIX SOCK_DGRAM socket for \"unixgram\""), "{e}");
+        assert!(!socket_matches(
+            udp.as_fd(),
+            Network::Tcp,
+            &local_address(udp.as_fd()).unwrap()
+        ));
+
+        // A TCP listener is not a UDP socket.
+        let tcp = bind_listener(Network::Tcp4, "127.0.0.1:0", None).unwrap();
+        let e = check_socket(tcp.as_fd(), Network::Udp).unwrap_err();
+        assert!(
+            e.contains(
+                "SOCK_STREAM socket, expected an AF_INET or AF_INET6 SOCK_DGRAM socket for \"udp\""
+            ),
+            "{e}"
+        );
+
+        // A TCP socket that is not listening.
+        let idle = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        idle.bind(&SockAddr::from(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+            .unwrap();
+        let raw = idle.as_raw_fd();
+        let e = check_socket(idle.as_fd(), Network::Tcp).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "fd {raw} is an AF_INET SOCK_STREAM socket that is not listening, expected a \
+                 listening AF_INET or AF_INET6 SOCK_STREAM socket for \"tcp\""
+            )
+        );
+        let local = local_address(idle.as_fd()).unwrap();
+        assert!(!socket_matches(idle.as_fd(), Network::Tcp, &local));
+
+        // An accepted (connected) TCP stream is not a listener either.
+        let listener = TcpListener::from(tcp);
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let e = check_socket(client.as_fd(), Network::Tcp4).unwrap_err();
+        assert!(e.contains("not listening"), "{e}");
+
+        // A pipe is not a socket.
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let raw = r.as_raw_fd();
+        let e = check_socket(r.as_fd(), Network::Tcp).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "fd {raw} is not a socket, expected a listening AF_INET or AF_INET6 \
+                 SOCK_STREAM socket for \"tcp\""
+            )
+        );
+        assert!(!socket_matches(r.as_fd(), Network::Tcp, ":80"));
+        let e = local_address(r.as_fd()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::ENOTSOCK as i32));
+
+        // A regular file is not a socket.
+        let dir = TempDir::new();
+        let file = std::fs::File::create(dir.path("f")).unwrap();
+        assert!(
+            check_socket(file.as_fd(), Network::Unix)
+                .unwrap_err()
+                .contains("is not a socket")
+        );
+
+        // A unix stream listener is not a unixgram socket.
+        let path = dir.sock("u.sock");
+        let unix = bind_listener(Network::Unix, &path, None).unwrap();
+        let e = check_socket(unix.as_fd(), Network::Unixgram).unwrap_err();
+        assert!(e.contains("is an AF_UNIX SOCK_STREAM socket, expected an AF_UNIX SOCK_DGRAM socket for \"unixgram\""), "{e}");
+        let e = check_socket(unix.as_fd(), Network::Tcp).unwrap_err();
+        assert!(e.contains("is an AF_UNIX SOCK_STREAM socket"), "{e}");
+    }
+
+    #[test]
+    fn literal_unspecified_host_means_all_interfaces() {
+        let fd = bind_listener(Network::Tcp, "0.0.0.0:0", None).unwrap();
+        let port = port_of(&fd);
+        let local = local_address(fd.as_fd()).unwrap();
+        assert!(
+            local == format!("[::]:{port}") || local == format!("0.0.0.0:{port}"),
+            "{local}"
+        );
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!("0.0.0.0:{port}")
+        ));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Tcp,
+            &format!(":{port}")
+        ));
+        tcp_round_trip(fd, &format!("127.0.0.1:{port}"));
+
+        let fd = bind_packet(Network::Udp4, "0.0.0.0:0", None).unwrap();
+        let port = port_of(&fd);
+        assert_eq!(
+            local_address(fd.as_fd()).unwrap(),
+            format!("0.0.0.0:{port}")
+        );
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Udp,
+            &format!("[::]:{port}")
+        ));
+        assert!(socket_matches(
+            fd.as_fd(),
+            Network::Udp4,
+            &format!("0.0.0.0:{port}")
+        ));
+        udp_round_trip(fd, &format!("127.0.0.1:{port}"));
+
+        if have_ipv6() {
+            let fd = bind_listener(Network::Tcp6, "[::]:0", None).unwrap();
+            assert!(SockRef::from(&fd).only_v6().unwrap());
+            let fd = bind_listener(Network::Tcp, "[::]:0", None).unwrap();
+            assert!(!SockRef::from(&fd).only_v6().unwrap());
+        }
+    }
+
+    #[test]
+    fn socket_matches_cases() {
+        let fd = bind_listener(Network::Tcp4, "127.0.0.1:0", None).unwrap();
+        let port = port_of(&fd);
+        let m = |net, addr: &str| socket_matches(fd.as_fd(), net, addr);
+        assert!(m(Network::Tcp4, &format!("127.0.0.1:{port}")));
+        assert!(m(Network::Tcp, &format!("127.0.0.1:{port}")));
+        assert!(m(Network::Tcp, &format!("localhost:{port}")));
+        assert!(!m(Network::Tcp6, &format!("localhost:{port}")));
+        assert!(!m(Network::Tcp, &format!("127.0.0.2:{port}")));
+        assert!(!m(Network::Tcp, &format!("127.0.0.1:{}", port ^ 1)));
+        assert!(!m(Network::Tcp, &format!(":{port}")), "not the wildcard");
+        assert!(!m(Network::Tcp, ":0"));
+        assert!(!m(Network::Udp, &format!("127.0.0.1:{port}")));
+        assert!(!m(Network::Unix, "/tmp/x.sock"));
+        assert!(!m(Network::Tcp, "garbage"));
+
+        let any4 = bind_listener(Network::Tcp4, ":0", None).unwrap();
+        let port = port_of(&any4);
+        assert!(socket_matches(
+            any4.as_fd(),
+            Network::Tcp4,
+            &format!(":{port}")
+        ));
+        assert!(socket_matches(
+            any4.as_fd(),
+            Network::Tcp,
+            &format!(":{port}")
+        ));
+        assert!(socket_matches(
+            any4.as_fd(),
+            Network::Tcp,
+            &format!("0.0.0.0:{port}")
+        ));
+        assert!(!socket_matches(
+            any4.as_fd(),
+            Network::Tcp6,
+            &format!(":{port}")
+        ));
+        assert!(!socket_matches(
+            any4.as_fd(),
+            Network::Tcp,
+            &format!("127.0.0.1:{port}")
+        ));
+    }
+
+    #[test]
+    fn local_address_of_unnamed_unix_socket_is_empty() {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        assert_eq!(local_address(s.as_fd()).unwrap(), "");
+    }
+
+    #[test]
+    fn backlog_is_positive() {
+        assert!(listen_backlog() > 0);
+    }
+}

@@ -60,7 +60,7 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
             })?;
         files.push((key, owned));
     }
-    reject_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd)?;
+    let warning = close_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd);
 
     let (tx, rx) = watch::channel(None);
     std::thread::Builder::new()
@@ -77,39 +77,39 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
             exited: rx,
         },
         files,
+        warning,
     })
 }
 
-/// A parent that passes more descriptors than it names is confused: refuse to start.
+/// Descriptors beyond the named ones were leaked to us (a parent, or code in it, that opened
+/// them without close-on-exec): close them, or a leaked listening socket would stay open in
+/// every generation. Returns a warning for the log.
 #[cfg(target_os = "linux")]
-fn reject_unnamed_fds(first_unnamed: RawFd) -> Result<(), Error> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Ok(());
-    };
+fn close_unnamed_fds(first_unnamed: RawFd) -> Option<String> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut extra: Vec<RawFd> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd >= first_unnamed && sys::fd_is_open(fd))
-        .filter(|&fd| !sys::fd_has_cloexec(fd))
+        .filter(|&fd| fd >= first_unnamed && sys::fd_is_open(fd) && !sys::fd_has_cloexec(fd))
         .collect();
     if extra.is_empty() {
-        return Ok(());
+        return None;
     }
     extra.sort_unstable();
-    Err(Error::handshake(
-        format!(
-            "the parent passed {} descriptor(s) it did not name (fds {:?}); expected fds {}..{}",
-            extra.len(),
-            extra,
-            FIRST_FILE_FD,
-            first_unnamed
-        ),
-        None,
+    for &fd in &extra {
+        sys::close_leaked(fd);
+    }
+    Some(format!(
+        "closed {} inherited descriptor(s) the parent did not name (fds {:?}); only fds {}..{} were named",
+        extra.len(),
+        extra,
+        FIRST_FILE_FD,
+        first_unnamed
     ))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reject_unnamed_fds(_first_unnamed: RawFd) -> Result<(), Error> {
-    Ok(())
+fn close_unnamed_fds(_first_unnamed: RawFd) -> Option<String> {
+    None
 }
 
 fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {

@@ -127,3 +127,12 @@ pub(crate) fn cloexec_all_inherited() {
         }
     }
 }
+
+/// Closes a descriptor this process inherited by accident (nothing in it owns the number).
+pub(crate) fn close_leaked(fd: RawFd) {
+    if fd_is_open(fd) {
+        // SAFETY: called at start-up on inherited descriptors that no code in this process
+        // has claimed (numbers beyond the handshake's); taking ownership only to close it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}

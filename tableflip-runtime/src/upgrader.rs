@@ -110,7 +110,12 @@ impl Upgrader {
             taken.transpose()?
         };
         let (parent, files) = match handoff {
-            Some(h) => (Some(h.parent), h.files),
+            Some(h) => {
+                if let Some(warning) = h.warning {
+                    tracing::warn!("{warning}");
+                }
+                (Some(h.parent), h.files)
+            }
             None => (None, Vec::new()),
         };
         tracing::debug!(
