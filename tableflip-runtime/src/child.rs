@@ -120,7 +120,11 @@ pub(crate) async fn upgrade(
             if !matches!(err, UpgradeError::ChildExited { .. }) {
                 let _ = child.start_kill();
                 let status = child.wait().await;
-                tracing::warn!(child_pid = pid, ?status, "killed and reaped the new process");
+                tracing::warn!(
+                    child_pid = pid,
+                    ?status,
+                    "killed and reaped the new process"
+                );
             }
             tracing::warn!(child_pid = pid, elapsed_ms, error = %err, "upgrade failed");
             Err(err)

@@ -27,6 +27,7 @@ pub(crate) struct Startup {
     /// The handshake with a tableflip parent, if one started us; taken by the first Upgrader.
     pub(crate) handoff: Mutex<Option<Result<Handoff, Error>>>,
     /// The socket-activation variables as they were (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`).
+    #[allow(dead_code)] // read by socket activation
     pub(crate) listen_vars: [Option<String>; 3],
 }
 
@@ -147,10 +148,21 @@ mod tests {
 
     #[test]
     fn bare_argv0_is_looked_up_in_path() {
-        let p = resolve_program(OsStr::new("sh"), Path::new("/"), Some(OsStr::new("/nope:/bin")))
-            .unwrap();
+        let p = resolve_program(
+            OsStr::new("sh"),
+            Path::new("/"),
+            Some(OsStr::new("/nope:/bin")),
+        )
+        .unwrap();
         assert_eq!(p, Path::new("/bin/sh"));
-        assert!(resolve_program(OsStr::new("no-such-prog-x"), Path::new("/"), Some(OsStr::new("/bin"))).is_err());
+        assert!(
+            resolve_program(
+                OsStr::new("no-such-prog-x"),
+                Path::new("/"),
+                Some(OsStr::new("/bin"))
+            )
+            .is_err()
+        );
         assert!(resolve_program(OsStr::new(""), Path::new("/"), None).is_err());
     }
 }

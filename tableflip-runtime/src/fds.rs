@@ -252,7 +252,12 @@ impl Fds {
     }
 
     /// Records a packet socket to pass on.
-    pub fn add_packet_conn(&self, network: &str, addr: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+    pub fn add_packet_conn(
+        &self,
+        network: &str,
+        addr: &str,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), Error> {
         self.add(Key::new(FdKind::Packet, network, addr), fd)
     }
 
@@ -292,7 +297,12 @@ impl Fds {
         Ok(())
     }
 
-    fn inherited<T: FromFd>(&self, kind: FdKind, network: &str, addr: &str) -> Result<Option<T>, Error> {
+    fn inherited<T: FromFd>(
+        &self,
+        kind: FdKind,
+        network: &str,
+        addr: &str,
+    ) -> Result<Option<T>, Error> {
         let net = check_type::<T>(kind, network)?;
         // A connection's address is free-form (Go uses whatever the caller chose).
         let requested = match kind {
@@ -300,7 +310,8 @@ impl Fds {
             _ => Some(parse_address(net, addr)?),
         };
         let mut inner = self.lock();
-        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, requested.as_ref()) else {
+        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, requested.as_ref())
+        else {
             return Ok(None);
         };
         let key = inner.inherited[pos].0.clone();
@@ -360,7 +371,7 @@ impl Fds {
             .iter()
             .map(|(k, fd)| Ok((k.clone(), fd.try_clone()?)))
             .collect::<io::Result<_>>()?;
-        out.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        out.sort_by_key(|(k, _)| k.to_string());
         Ok(out)
     }
 
@@ -430,7 +441,10 @@ fn find_inherited(
     requested: Option<&Address>,
 ) -> Option<usize> {
     let same = |k: &Key| k.kind == kind && k.network == net.as_str();
-    if let Some(pos) = inherited.iter().position(|(k, _)| same(k) && k.addr == addr) {
+    if let Some(pos) = inherited
+        .iter()
+        .position(|(k, _)| same(k) && k.addr == addr)
+    {
         return Some(pos);
     }
     let Some(Address::Inet { host, port: 0 }) = requested else {
@@ -462,8 +476,18 @@ impl fmt::Debug for Fds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.lock();
         f.debug_struct("Fds")
-            .field("inherited", &inner.inherited.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
-            .field("used", &inner.used.keys().map(|k| k.to_string()).collect::<Vec<_>>())
+            .field(
+                "inherited",
+                &inner
+                    .inherited
+                    .iter()
+                    .map(|(k, _)| k.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "used",
+                &inner.used.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -23,14 +23,14 @@ mod signals;
 mod sys;
 mod upgrader;
 
-pub use addr::{Address, Network, parse_address, parse_duration};
+pub use addr::{Address, Network, format_inet, parse_address, parse_duration};
 pub use env::{SENTINEL, init};
 pub use error::{AddrError, BoxError, Error, UpgradeError};
 pub use fds::{FdKind, Fds, FromFd};
 pub use net::ListenHook;
-pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, Upgrader};
 pub use service::{
-    ConnGuard, DEFAULT_DRAIN_TIMEOUT, Handle, ListenerSpec, Listeners, Outcome, ReadyMode,
-    Service, ShutdownReason,
+    ConnGuard, DEFAULT_DRAIN_TIMEOUT, Handle, ListenerSpec, Listeners, Outcome, ReadyMode, Service,
+    ShutdownReason,
 };
 pub use signals::Signal;
+pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, Upgrader};

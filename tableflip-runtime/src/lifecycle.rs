@@ -101,11 +101,17 @@ where
         let upgrader = upgrader.clone();
         tokio::spawn(async move {
             let reason = upgrader.exit().await;
-            tracing::info!(?reason, drain_timeout_ms = drain_timeout.as_millis() as u64, "shutting down");
+            tracing::info!(
+                ?reason,
+                drain_timeout_ms = drain_timeout.as_millis() as u64,
+                "shutting down"
+            );
             let deadline = force_tx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(drain_timeout).await;
-                deadline.send_if_modified(|f| f.is_none().then(|| *f = Some(Forced::Timeout)).is_some());
+                deadline.send_if_modified(|f| {
+                    f.is_none().then(|| *f = Some(Forced::Timeout)).is_some()
+                });
             });
             for hook in hooks.iter() {
                 hook(reason).await;
@@ -173,7 +179,10 @@ fn forced_exit(forced: Option<Forced>, handle: &Handle) -> ExitCode {
             ExitCode::from(128u8.wrapping_add(sig as u8))
         }
         _ => {
-            tracing::warn!(in_flight = handle.in_flight(), "drain timeout: exiting with work in flight");
+            tracing::warn!(
+                in_flight = handle.in_flight(),
+                "drain timeout: exiting with work in flight"
+            );
             ExitCode::SUCCESS
         }
     }
@@ -191,11 +200,15 @@ async fn signal_loop(
                 let upgrader = upgrader.clone();
                 tokio::spawn(async move {
                     match upgrader.upgrade().await {
-                        Ok(pid) => tracing::info!(child_pid = pid, "handed over to the new process"),
+                        Ok(pid) => {
+                            tracing::info!(child_pid = pid, "handed over to the new process")
+                        }
                         Err(UpgradeError::InProgress) => {
                             tracing::info!("upgrade signal ignored: an upgrade is already running")
                         }
-                        Err(e) => tracing::error!(error = %chain(&e), "upgrade failed; still serving"),
+                        Err(e) => {
+                            tracing::error!(error = %chain(&e), "upgrade failed; still serving")
+                        }
                     }
                 });
             }

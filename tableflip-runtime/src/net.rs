@@ -566,6 +566,7 @@ pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), S
 /// - an abstract name: the same name.
 ///
 /// An unparsable address never matches.
+#[allow(dead_code)] // used by socket activation
 pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -> bool {
     if check_socket(fd, network).is_err() {
         return false;
@@ -611,6 +612,7 @@ pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -
 
 /// True if the bound address `bound` is the wanted one: same IP, and same IPv6 zone when
 /// the wanted address names one. Ports were compared already.
+#[allow(dead_code)]
 fn same_inet(want: SocketAddr, bound: SocketAddr) -> bool {
     match (want, bound) {
         (SocketAddr::V4(w), SocketAddr::V4(b)) => w.ip() == b.ip(),

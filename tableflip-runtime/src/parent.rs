@@ -117,7 +117,10 @@ fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {
         .map_err(|e| Error::handshake(format!("can't take fd {fd} ({what})"), Some(e.into())))?
         .ok_or_else(|| {
             Error::handshake(
-                format!("{} is set but fd {fd} ({what}) is not open", crate::env::SENTINEL),
+                format!(
+                    "{} is set but fd {fd} ({what}) is not open",
+                    crate::env::SENTINEL
+                ),
                 None,
             )
         })?;
@@ -129,10 +132,15 @@ fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {
             None,
         ));
     }
-    let actual = sys::access_mode(owned.as_fd())
-        .map_err(|e| Error::handshake(format!("can't read the flags of fd {fd}"), Some(e.into())))?;
+    let actual = sys::access_mode(owned.as_fd()).map_err(|e| {
+        Error::handshake(format!("can't read the flags of fd {fd}"), Some(e.into()))
+    })?;
     if actual != mode && actual != OFlag::O_RDWR {
-        let want = if mode == OFlag::O_WRONLY { "write" } else { "read" };
+        let want = if mode == OFlag::O_WRONLY {
+            "write"
+        } else {
+            "read"
+        };
         return Err(Error::handshake(
             format!("fd {fd} ({what}) is not open for {want}ing"),
             None,

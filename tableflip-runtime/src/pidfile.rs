@@ -15,9 +15,12 @@ pub(crate) fn write(path: &Path) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the pid file path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the pid file path has no file name",
+        )
+    })?;
     let pid = std::process::id();
     let tmp = dir.join(format!(".{}.{pid}.tmp", name.to_string_lossy()));
     let result = (|| {
@@ -54,9 +57,17 @@ mod tests {
 
         write(&pid_path).unwrap();
 
-        assert_eq!(std::fs::read_to_string(&pid_path).unwrap(), format!("{}\n", std::process::id()));
+        assert_eq!(
+            std::fs::read_to_string(&pid_path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
-        assert!(!std::fs::symlink_metadata(&pid_path).unwrap().file_type().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(&pid_path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 2, "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -41,7 +41,10 @@ type Hook = Box<dyn Fn(ShutdownReason) -> Pin<Box<dyn Future<Output = ()> + Send
 #[derive(Clone, Debug)]
 enum AddrSource {
     Literal(String),
-    Env { var: String, default: Option<String> },
+    Env {
+        var: String,
+        default: Option<String>,
+    },
 }
 
 /// A declared listener: the parameter it feeds, its network and where its address comes from.
@@ -90,11 +93,13 @@ impl ListenerSpec {
             AddrSource::Literal(a) => return Ok(a.clone()),
             AddrSource::Env { var, default } => match std::env::var(var) {
                 Ok(v) => v,
-                Err(std::env::VarError::NotPresent) => default.clone().ok_or_else(|| Error::Env {
-                    name: var.clone(),
-                    value: String::new(),
-                    msg: format!("not set, and listener `{}` has no default", self.param),
-                })?,
+                Err(std::env::VarError::NotPresent) => {
+                    default.clone().ok_or_else(|| Error::Env {
+                        name: var.clone(),
+                        value: String::new(),
+                        msg: format!("not set, and listener `{}` has no default", self.param),
+                    })?
+                }
                 Err(std::env::VarError::NotUnicode(v)) => {
                     return Err(Error::Env {
                         name: var.clone(),
@@ -112,7 +117,10 @@ impl ListenerSpec {
         crate::addr::parse_address(network, &addr).map_err(|e| Error::Env {
             name: var.clone(),
             value: addr.clone(),
-            msg: format!("not a valid {} address for listener `{}`: {e}", self.network, self.param),
+            msg: format!(
+                "not a valid {} address for listener `{}`: {e}",
+                self.network, self.param
+            ),
         })?;
         Ok(addr)
     }
@@ -135,7 +143,12 @@ impl Listeners {
             .entries
             .iter()
             .position(|(p, ..)| p == param)
-            .ok_or_else(|| Error::io(format!("no listener declared for `{param}`"), std::io::ErrorKind::NotFound.into()))?;
+            .ok_or_else(|| {
+                Error::io(
+                    format!("no listener declared for `{param}`"),
+                    std::io::ErrorKind::NotFound.into(),
+                )
+            })?;
         let (param, kind, network, fd) = self.entries.swap_remove(pos);
         if !T::fits(kind, network) {
             return Err(Error::WrongType {
@@ -144,7 +157,8 @@ impl Listeners {
                 network: network.to_string(),
             });
         }
-        T::from_fd(fd).map_err(|e| Error::io(format!("can't use listener `{param}` as {}", T::NAME), e))
+        T::from_fd(fd)
+            .map_err(|e| Error::io(format!("can't use listener `{param}` as {}", T::NAME), e))
     }
 }
 
@@ -411,7 +425,8 @@ impl Service {
         F: Fn(ShutdownReason) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.push(Box::new(move |reason| Box::pin(hook(reason))));
+        self.hooks
+            .push(Box::new(move |reason| Box::pin(hook(reason))));
         self
     }
 
@@ -517,14 +532,23 @@ fn env_duration(name: &str) -> Result<Option<Duration>, Error> {
 }
 
 /// Acquires a declared listener: inherited by key, else bound.
-pub(crate) fn acquire(upgrader: &Upgrader, spec: &ListenerSpec) -> Result<(String, FdKind, Network, OwnedFd), Error> {
+pub(crate) fn acquire(
+    upgrader: &Upgrader,
+    spec: &ListenerSpec,
+) -> Result<(String, FdKind, Network, OwnedFd), Error> {
     let addr = spec.address()?;
     let network = Network::parse(&spec.network)?;
     let fds = upgrader.fds();
     let (kind, fd) = if network.is_packet() {
-        (FdKind::Packet, fds.listen_packet::<OwnedFd>(&spec.network, &addr))
+        (
+            FdKind::Packet,
+            fds.listen_packet::<OwnedFd>(&spec.network, &addr),
+        )
     } else {
-        (FdKind::Listener, fds.listen::<OwnedFd>(&spec.network, &addr))
+        (
+            FdKind::Listener,
+            fds.listen::<OwnedFd>(&spec.network, &addr),
+        )
     };
     let fd = fd.map_err(|e| Error::Listener {
         param: spec.param.clone(),

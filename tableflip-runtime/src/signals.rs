@@ -31,12 +31,16 @@ impl Signals {
 
     /// Waits for the next signal.
     pub(crate) async fn next(&mut self, stop_signals: &[Signal]) -> Event {
-        let stops = self.stop.iter_mut().zip(stop_signals.iter().copied()).map(|(s, sig)| {
-            Box::pin(async move {
-                s.recv().await;
-                sig
-            })
-        });
+        let stops = self
+            .stop
+            .iter_mut()
+            .zip(stop_signals.iter().copied())
+            .map(|(s, sig)| {
+                Box::pin(async move {
+                    s.recv().await;
+                    sig
+                })
+            });
         let any_stop = async {
             if stops.len() == 0 {
                 std::future::pending::<Signal>().await

@@ -40,12 +40,6 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads `O_NONBLOCK`.
-pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
-    Ok(flags.contains(OFlag::O_NONBLOCK))
-}
-
 /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of an open descriptor.
 pub(crate) fn access_mode(fd: BorrowedFd<'_>) -> io::Result<OFlag> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
@@ -72,7 +66,10 @@ pub(crate) fn place_fds(cmd: &mut std::process::Command, fds: &[OwnedFd], first:
         .enumerate()
         .map(|(i, fd)| (fd.as_raw_fd(), first + i as RawFd))
         .collect();
-    debug_assert!(plan.iter().all(|&(src, _)| src >= first + fds.len() as RawFd));
+    debug_assert!(
+        plan.iter()
+            .all(|&(src, _)| src >= first + fds.len() as RawFd)
+    );
     let closure = move || -> io::Result<()> {
         for &(src, dst) in &plan {
             // SAFETY: dup2 is async-signal-safe; src is open in the forked child (the parent

@@ -102,7 +102,10 @@ impl Upgrader {
         let startup = env::startup();
         let handoff = {
             let mut slot = startup.handoff.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.as_ref().is_some_and(|h| matches!(h, Err(Error::AlreadyCreated))) {
+            if slot
+                .as_ref()
+                .is_some_and(|h| matches!(h, Err(Error::AlreadyCreated)))
+            {
                 return Err(Error::AlreadyCreated);
             }
             let taken = slot.take();
@@ -179,7 +182,11 @@ impl Upgrader {
             parent.send_ready()?;
         }
         if first {
-            tracing::info!(pid = std::process::id(), listeners = self.inner.fds.len(), "ready");
+            tracing::info!(
+                pid = std::process::id(),
+                listeners = self.inner.fds.len(),
+                "ready"
+            );
         }
         Ok(())
     }
@@ -212,8 +219,13 @@ impl Upgrader {
         let result = async {
             let files = self.inner.fds.snapshot().map_err(UpgradeError::Io)?;
             tracing::info!(files = files.len(), "upgrading");
-            child::upgrade(self.inner.startup, files, self.inner.timeout, self.inner.stop.subscribe())
-                .await
+            child::upgrade(
+                self.inner.startup,
+                files,
+                self.inner.timeout,
+                self.inner.stop.subscribe(),
+            )
+            .await
         }
         .instrument(span)
         .await;
@@ -226,7 +238,11 @@ impl Upgrader {
         };
         match result {
             Ok(ready) => {
-                *self.inner.keep_open.lock().unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
+                *self
+                    .inner
+                    .keep_open
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
                 self.inner.fds.close_used();
                 tracing::info!(
                     child_pid = ready.pid,

@@ -1,5 +1,6 @@
 //! The test side: start a scenario as a real process, read what every generation reports,
 //! and kill and reap everything it started, also when the test fails.
+#![allow(unreachable_pub, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ pub struct Event {
 
 impl Event {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn field(&self, key: &str) -> String {
@@ -93,7 +97,10 @@ impl Run {
     }
 
     pub fn first_pid(&self) -> i32 {
-        self.first.as_ref().map(|c| c.id() as i32).expect("no first process")
+        self.first
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("no first process")
     }
 
     /// Every event so far.

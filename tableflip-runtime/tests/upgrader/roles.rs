@@ -1,9 +1,9 @@
 //! The process side: each scenario's parent and child behaviour, on the public runtime API.
 //! Every generation runs this same binary; `has_parent()` tells them apart.
+#![allow(unreachable_pub, missing_docs)]
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,7 +45,10 @@ fn wait_file(name: &str) -> bool {
 
 fn kind(e: &UpgradeError) -> String {
     let s = format!("{e:?}");
-    s.split([' ', '{', '(']).next().unwrap_or_default().to_owned()
+    s.split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn inode(fd: impl AsFd) -> String {
@@ -54,7 +57,8 @@ fn inode(fd: impl AsFd) -> String {
 }
 
 fn nonblocking(fd: impl AsFd) -> bool {
-    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd().as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+    let flags =
+        OFlag::from_bits_truncate(fcntl(fd.as_fd().as_raw_fd(), FcntlArg::F_GETFL).unwrap());
     flags.contains(OFlag::O_NONBLOCK)
 }
 
@@ -98,7 +102,14 @@ async fn role(scenario: &str) -> Result<(), String> {
                 .map(|a| a.as_sockaddr_in().map(|s| s.port()).unwrap_or(0))
                 .unwrap_or(0);
                 socket2::SockRef::from(&fd).set_recv_buffer_size(200_000)?;
-                report("hook", &[("network", network.into()), ("addr", addr.into()), ("port_before_bind", bound.to_string())]);
+                report(
+                    "hook",
+                    &[
+                        ("network", network.into()),
+                        ("addr", addr.into()),
+                        ("port_before_bind", bound.to_string()),
+                    ],
+                );
                 Ok(())
             })),
             ..options()
@@ -111,7 +122,13 @@ async fn role(scenario: &str) -> Result<(), String> {
     match (scenario, child) {
         ("not_ready", false) => {
             let r = upg.upgrade().await;
-            report("upgrade", &[("result", r.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)))]);
+            report(
+                "upgrade",
+                &[(
+                    "result",
+                    r.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
+                )],
+            );
         }
         ("networks", false) => {
             networks_parent(&upg)?;
@@ -143,10 +160,22 @@ async fn role(scenario: &str) -> Result<(), String> {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 let second = upg.upgrade().await;
-                report("second", &[("result", second.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)))]);
+                report(
+                    "second",
+                    &[(
+                        "result",
+                        second.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
+                    )],
+                );
                 std::fs::write(dir().join("go"), "").unwrap();
                 let first = first.await.unwrap();
-                report("upgrade", &[("result", first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)))]);
+                report(
+                    "upgrade",
+                    &[(
+                        "result",
+                        first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
+                    )],
+                );
             } else {
                 upgrade_and_report(&upg).await;
             }
@@ -172,13 +201,28 @@ async fn role(scenario: &str) -> Result<(), String> {
             }
             upg.stop();
             let first = first.await.unwrap();
-            report("upgrade", &[("result", first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)))]);
+            report(
+                "upgrade",
+                &[(
+                    "result",
+                    first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
+                )],
+            );
             let again = upg.upgrade().await;
-            report("again", &[("result", again.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)))]);
+            report(
+                "again",
+                &[(
+                    "result",
+                    again.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
+                )],
+            );
             report("exit", &[("reason", format!("{:?}", upg.exit().await))]);
         }
         ("hook", false) => {
-            let l: std::net::TcpListener = upg.fds().listen("tcp", "127.0.0.1:0").map_err(|e| e.one_line())?;
+            let l: std::net::TcpListener = upg
+                .fds()
+                .listen("tcp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
             let rcvbuf = socket2::SockRef::from(&l).recv_buffer_size().unwrap();
             report("listening", &[("rcvbuf", rcvbuf.to_string())]);
         }
@@ -199,23 +243,41 @@ async fn role(scenario: &str) -> Result<(), String> {
             report("parent_gone", &[("result", format!("{r:?}"))]);
         }
         ("nonblocking", false) => {
-            let nb: std::net::TcpListener = upg.fds().listen("tcp", "127.0.0.1:0").map_err(|e| e.one_line())?;
+            let nb: std::net::TcpListener = upg
+                .fds()
+                .listen("tcp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
             nb.set_nonblocking(true).unwrap();
-            let b: std::net::UdpSocket = upg.fds().listen_packet("udp", "127.0.0.1:0").map_err(|e| e.one_line())?;
+            let b: std::net::UdpSocket = upg
+                .fds()
+                .listen_packet("udp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
             b.set_nonblocking(false).unwrap();
             let (r, w) = nix::unistd::pipe().unwrap();
             nix::fcntl::fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
-            upg.fds().add_file("pipe-nb", r.as_fd()).map_err(|e| e.one_line())?;
-            upg.fds().add_file("pipe-b", w.as_fd()).map_err(|e| e.one_line())?;
+            upg.fds()
+                .add_file("pipe-nb", r.as_fd())
+                .map_err(|e| e.one_line())?;
+            upg.fds()
+                .add_file("pipe-b", w.as_fd())
+                .map_err(|e| e.one_line())?;
             upg.ready().map_err(|e| e.one_line())?;
             upgrade_and_report(&upg).await;
         }
         ("nonblocking", true) => {
             let fds = upg.fds();
             let nb: OwnedFd = fds.listen("tcp", "127.0.0.1:0").map_err(|e| e.one_line())?;
-            let b: OwnedFd = fds.listen_packet("udp", "127.0.0.1:0").map_err(|e| e.one_line())?;
-            let pnb = fds.file("pipe-nb").map_err(|e| e.one_line())?.ok_or("no pipe-nb")?;
-            let pb = fds.file("pipe-b").map_err(|e| e.one_line())?.ok_or("no pipe-b")?;
+            let b: OwnedFd = fds
+                .listen_packet("udp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
+            let pnb = fds
+                .file("pipe-nb")
+                .map_err(|e| e.one_line())?
+                .ok_or("no pipe-nb")?;
+            let pb = fds
+                .file("pipe-b")
+                .map_err(|e| e.one_line())?
+                .ok_or("no pipe-b")?;
             report(
                 "flags",
                 &[
@@ -230,20 +292,30 @@ async fn role(scenario: &str) -> Result<(), String> {
         ("unix_unlink", false) => {
             let d = dir();
             for name in ["a.sock", "b.sock"] {
-                let l: std::os::unix::net::UnixListener = upg.fds().listen("unix", d.join(name).to_str().unwrap()).map_err(|e| e.one_line())?;
+                let l: std::os::unix::net::UnixListener = upg
+                    .fds()
+                    .listen("unix", d.join(name).to_str().unwrap())
+                    .map_err(|e| e.one_line())?;
                 drop(l);
             }
-            let g: std::os::unix::net::UnixDatagram = upg.fds().listen_packet("unixgram", d.join("g.sock").to_str().unwrap()).map_err(|e| e.one_line())?;
+            let g: std::os::unix::net::UnixDatagram = upg
+                .fds()
+                .listen_packet("unixgram", d.join("g.sock").to_str().unwrap())
+                .map_err(|e| e.one_line())?;
             drop(g);
             let abs = format!("@tf-unlink-{}", std::process::id());
-            let a: std::os::unix::net::UnixListener = upg.fds().listen("unix", &abs).map_err(|e| e.one_line())?;
+            let a: std::os::unix::net::UnixListener =
+                upg.fds().listen("unix", &abs).map_err(|e| e.one_line())?;
             drop(a);
             upg.ready().map_err(|e| e.one_line())?;
             upgrade_and_report(&upg).await;
             wait_file("release-parent");
         }
         ("unix_unlink", true) => {
-            let a: std::os::unix::net::UnixListener = upg.fds().listen("unix", dir().join("a.sock").to_str().unwrap()).map_err(|e| e.one_line())?;
+            let a: std::os::unix::net::UnixListener = upg
+                .fds()
+                .listen("unix", dir().join("a.sock").to_str().unwrap())
+                .map_err(|e| e.one_line())?;
             upg.ready().map_err(|e| e.one_line())?;
             report("ready", &[]);
             wait_file("stop-child");
@@ -252,17 +324,29 @@ async fn role(scenario: &str) -> Result<(), String> {
             report("stopped", &[]);
         }
         ("parent_dies", false) => {
-            let l: std::net::TcpListener = upg.fds().listen("tcp", "127.0.0.1:0").map_err(|e| e.one_line())?;
-            report("listening", &[("addr", l.local_addr().unwrap().to_string())]);
+            let l: std::net::TcpListener = upg
+                .fds()
+                .listen("tcp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
+            report(
+                "listening",
+                &[("addr", l.local_addr().unwrap().to_string())],
+            );
             upg.ready().map_err(|e| e.one_line())?;
             upgrade_and_report(&upg).await;
         }
         ("parent_dies", true) => {
-            let l: std::net::TcpListener = upg.fds().listen("tcp", "127.0.0.1:0").map_err(|e| e.one_line())?;
+            let l: std::net::TcpListener = upg
+                .fds()
+                .listen("tcp", "127.0.0.1:0")
+                .map_err(|e| e.one_line())?;
             report("initialising", &[]);
             wait_file("parent-killed");
             let r = upg.ready();
-            report("ready", &[("result", format!("{:?}", r.map_err(|e| e.one_line())))]);
+            report(
+                "ready",
+                &[("result", format!("{:?}", r.map_err(|e| e.one_line())))],
+            );
             serve_stream_once(l)?;
         }
         ("go_child", true) => go_child(&upg).await?,
@@ -321,18 +405,32 @@ fn networks_parent(upg: &Upgrader) -> Result<(), String> {
     let fds = upg.fds();
     for (kind, network, addr) in network_table() {
         let fd = claim(fds, kind, network, &addr)?;
-        report("fd", &[("key", format!("{kind}:{network}:{addr}")), ("inode", inode(&fd))]);
+        report(
+            "fd",
+            &[
+                ("key", format!("{kind}:{network}:{addr}")),
+                ("inode", inode(&fd)),
+            ],
+        );
     }
     // A connection and a file travel too.
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let conn = std::net::TcpStream::connect(l.local_addr().unwrap()).map_err(|e| e.to_string())?;
-    fds.add_conn("tcp", "peer", conn.as_fd()).map_err(|e| e.one_line())?;
-    report("fd", &[("key", "conn:tcp:peer".into()), ("inode", inode(&conn))]);
+    fds.add_conn("tcp", "peer", conn.as_fd())
+        .map_err(|e| e.one_line())?;
+    report(
+        "fd",
+        &[("key", "conn:tcp:peer".into()), ("inode", inode(&conn))],
+    );
     let mut file = std::fs::File::create(dir().join("state")).unwrap();
     file.write_all(b"state from the parent").unwrap();
     let file = std::fs::File::open(dir().join("state")).unwrap();
-    fds.add_file("state", file.as_fd()).map_err(|e| e.one_line())?;
-    report("fd", &[("key", "fd:state:".into()), ("inode", inode(&file))]);
+    fds.add_file("state", file.as_fd())
+        .map_err(|e| e.one_line())?;
+    report(
+        "fd",
+        &[("key", "fd:state:".into()), ("inode", inode(&file))],
+    );
     upg.ready().map_err(|e| e.one_line())
 }
 
@@ -344,16 +442,38 @@ async fn networks_child(upg: &Upgrader) -> Result<(), String> {
         let local = local_name(&fd);
         report(
             "fd",
-            &[("key", format!("{kind}:{network}:{addr}")), ("inode", inode(&fd)), ("local", local)],
+            &[
+                ("key", format!("{kind}:{network}:{addr}")),
+                ("inode", inode(&fd)),
+                ("local", local),
+            ],
         );
         stream.push((kind, network, fd));
     }
-    let conn: std::net::TcpStream = fds.conn("tcp", "peer").map_err(|e| e.one_line())?.ok_or("no conn")?;
-    report("fd", &[("key", "conn:tcp:peer".into()), ("inode", inode(&conn))]);
-    let file = fds.file("state").map_err(|e| e.one_line())?.ok_or("no file")?;
+    let conn: std::net::TcpStream = fds
+        .conn("tcp", "peer")
+        .map_err(|e| e.one_line())?
+        .ok_or("no conn")?;
+    report(
+        "fd",
+        &[("key", "conn:tcp:peer".into()), ("inode", inode(&conn))],
+    );
+    let file = fds
+        .file("state")
+        .map_err(|e| e.one_line())?
+        .ok_or("no file")?;
     let mut content = String::new();
-    std::fs::File::from(file.try_clone().unwrap()).read_to_string(&mut content).unwrap();
-    report("fd", &[("key", "fd:state:".into()), ("inode", inode(&file)), ("content", content)]);
+    std::fs::File::from(file.try_clone().unwrap())
+        .read_to_string(&mut content)
+        .unwrap();
+    report(
+        "fd",
+        &[
+            ("key", "fd:state:".into()),
+            ("inode", inode(&file)),
+            ("content", content),
+        ],
+    );
     upg.ready().map_err(|e| e.one_line())?;
     // Serve every socket so the test can check it works.
     for (kind, network, fd) in stream {
@@ -389,7 +509,7 @@ fn local_name(fd: &OwnedFd) -> String {
 
 /// Answers one client per stream listener with its pid, echoes datagrams with the pid.
 fn serve_fd(kind: &str, _network: &str, fd: OwnedFd) {
-    use nix::sys::socket::{MsgFlags, accept, recvfrom, send, sendto, SockaddrStorage};
+    use nix::sys::socket::{MsgFlags, SockaddrStorage, accept, recvfrom, send, sendto};
     let raw = fd.as_raw_fd();
     nix::fcntl::fcntl(raw, FcntlArg::F_SETFL(OFlag::empty())).ok();
     let msg = format!("hello from pid {}\n", std::process::id());
@@ -400,8 +520,14 @@ fn serve_fd(kind: &str, _network: &str, fd: OwnedFd) {
             let _ = nix::unistd::close(c);
         } else {
             let mut buf = [0u8; 512];
-            let Ok((n, from)) = recvfrom::<SockaddrStorage>(raw, &mut buf) else { return };
-            let reply = format!("{} {}", std::process::id(), String::from_utf8_lossy(&buf[..n]));
+            let Ok((n, from)) = recvfrom::<SockaddrStorage>(raw, &mut buf) else {
+                return;
+            };
+            let reply = format!(
+                "{} {}",
+                std::process::id(),
+                String::from_utf8_lossy(&buf[..n])
+            );
             if let Some(from) = from {
                 let _ = sendto(raw, reply.as_bytes(), &from, MsgFlags::empty());
             }
@@ -413,10 +539,17 @@ fn serve_fd(kind: &str, _network: &str, fd: OwnedFd) {
 async fn go_child(upg: &Upgrader) -> Result<(), String> {
     let fds = upg.fds();
     let tcp: OwnedFd = fds.listen("tcp", ":8080").map_err(|e| e.one_line())?;
-    let udp: OwnedFd = fds.listen_packet("udp", "[::1]:5353").map_err(|e| e.one_line())?;
-    let unix: OwnedFd = fds.listen("unix", "/run/app.sock").map_err(|e| e.one_line())?;
+    let udp: OwnedFd = fds
+        .listen_packet("udp", "[::1]:5353")
+        .map_err(|e| e.one_line())?;
+    let unix: OwnedFd = fds
+        .listen("unix", "/run/app.sock")
+        .map_err(|e| e.one_line())?;
     let conn: Option<OwnedFd> = fds.conn("unixgram", "").map_err(|e| e.one_line())?;
-    let state = fds.file("state").map_err(|e| e.one_line())?.ok_or("no state file")?;
+    let state = fds
+        .file("state")
+        .map_err(|e| e.one_line())?
+        .ok_or("no state file")?;
     report(
         "claimed",
         &[
@@ -430,6 +563,9 @@ async fn go_child(upg: &Upgrader) -> Result<(), String> {
     upg.ready().map_err(|e| e.one_line())?;
     report("ready", &[]);
     let r = upg.wait_for_parent().await;
-    report("parent_gone", &[("result", format!("{:?}", r.map_err(|e| e.one_line())))]);
+    report(
+        "parent_gone",
+        &[("result", format!("{:?}", r.map_err(|e| e.one_line())))],
+    );
     Ok(())
 }

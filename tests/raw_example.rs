@@ -1,0 +1,149 @@
+//! The runtime-only example (`examples/raw.rs`) driven from outside: upgrades under a client
+//! loop, no leaked descriptors, and successors that crash or hang leave the old one serving.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::*;
+
+/// Inodes of TCP sockets that are connections (not listening): transient, so not compared.
+fn tcp_connection_inodes() -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    (cols.len() > 9 && cols[3] != "0A").then(|| cols[9].to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// What kinds of descriptors a process holds, leaving out client connections in flight.
+fn fd_kinds(pid: i32) -> Vec<String> {
+    let conns = tcp_connection_inodes();
+    let mut kinds: Vec<String> = fds_of(pid)
+        .into_iter()
+        .filter_map(|f| {
+            let target = f
+                .split_once("->")
+                .map(|(_, t)| t.to_owned())
+                .unwrap_or_default();
+            let inode = target
+                .strip_prefix("socket:[")
+                .map(|i| i.trim_end_matches(']'));
+            if inode.is_some_and(|i| conns.iter().any(|c| c == i)) {
+                return None;
+            }
+            Some(target.split(':').next().unwrap_or_default().to_owned())
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+#[test]
+fn ten_sighup_upgrades_under_load_lose_nothing_and_leak_no_fds() {
+    let scratch = Scratch::new("raw");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let svc = Service::start(&example("raw"), &scratch, &[("ADDR", &addr.to_string())]);
+    wait_until("first answer", || hello(addr).is_ok());
+    let first = svc.first_pid();
+
+    let load = Load::start(addr, 4, 1_000_000, Duration::from_secs(120));
+    let mut pid = first;
+    // The cold process may hold descriptors the test runner leaked into it; compare the
+    // first upgraded generation with the last instead.
+    let mut second = None;
+    for _ in 0..10 {
+        signal(pid, Signal::SIGHUP);
+        let next = wait_new_pid(addr, pid);
+        svc.track(next);
+        assert!(
+            wait_reaped(pid, WAIT).is_some() || is_gone(pid),
+            "old pid {pid} still there"
+        );
+        assert!(is_gone(pid), "old pid {pid} is a zombie or alive");
+        pid = next;
+        if second.is_none() {
+            second = Some((pid, load.paused(|| fd_kinds(pid))));
+        }
+    }
+    let (second, second_fds) = second.unwrap();
+    let report = load.finish();
+    assert_eq!(report.failed, 0, "failed connections: {:?}", report.errors);
+    assert!(report.ok > 0);
+    // Let the last parent's exit reach the new process (fd 4 closes), then compare.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fd_kinds(pid),
+        second_fds,
+        "descriptors of the 11th generation vs the 2nd ({second}):\n{:?}",
+        fds_of(pid)
+    );
+    assert!(
+        !fd_kinds(pid).iter().any(|k| k == "pipe"),
+        "a handshake pipe leaked: {:?}",
+        fds_of(pid)
+    );
+
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(wait_reaped(pid, WAIT), Some(0), "SIGTERM exit code");
+}
+
+/// Replaces the binary on disk with a script and checks that the upgrade fails while the
+/// old process keeps serving.
+fn broken_successor(script: &str, envs: &[(&str, &str)]) {
+    let scratch = Scratch::new("raw-broken");
+    let exe = scratch.path("raw");
+    std::fs::copy(example("raw"), &exe).unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut all = vec![("ADDR", addr.to_string())];
+    all.extend(envs.iter().map(|(k, v)| (*k, v.to_string())));
+    let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = Service::start(&exe, &scratch, &all);
+    wait_until("first answer", || hello(addr).is_ok());
+    let pid = svc.first_pid();
+
+    // Swap the binary for one that fails in initialisation.
+    let tmp = scratch.path("raw.new");
+    std::fs::write(&tmp, script).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &exe).unwrap();
+
+    let load = Load::start(addr, 2, 1_000_000, Duration::from_secs(60));
+    signal(pid, Signal::SIGHUP);
+    wait_until("the failed upgrade in the log", || {
+        svc.stderr().contains("upgrade failed")
+    });
+    let report = load.finish();
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(
+        report.pids.iter().copied().collect::<Vec<_>>(),
+        vec![pid],
+        "only the old pid serves"
+    );
+    assert_eq!(hello(addr).unwrap(), pid);
+}
+
+#[test]
+fn successor_crashing_in_initialisation_leaves_the_old_pid_serving() {
+    broken_successor("#!/bin/sh\necho crashing >&2\nexit 1\n", &[]);
+}
+
+#[test]
+fn successor_hanging_in_initialisation_is_killed_and_the_old_pid_serves() {
+    broken_successor(
+        "#!/bin/sh\nexec sleep 30\n",
+        &[("TABLEFLIP_UPGRADE_TIMEOUT", "500ms")],
+    );
+}

@@ -1,0 +1,4 @@
+#[tableflip::main]
+fn main(#[listener("tcp", "127.0.0.1:0")] http: tokio::net::TcpListener) {
+    drop(http);
+}

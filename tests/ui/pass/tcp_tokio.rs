@@ -1,0 +1,12 @@
+//! A tokio TCP listener, the Handle, and `?` in the body.
+
+#[tableflip::main]
+async fn main(
+    #[listener("tcp", "127.0.0.1:0")] http: tokio::net::TcpListener,
+    tf: tableflip::Handle,
+) -> std::io::Result<()> {
+    let addr = http.local_addr()?;
+    assert!(addr.ip().is_loopback());
+    assert!(!tf.has_parent());
+    Ok(())
+}
