@@ -62,12 +62,15 @@ pub(crate) async fn upgrade(
         .current_dir(&startup.cwd)
         .env(SENTINEL, "yes");
     sys::place_fds(&mut cmd, &placed, READY_FD);
-    let mut child = tokio::process::Command::from(cmd)
+    let child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(|source| UpgradeError::Spawn {
             path: program.clone(),
             source,
         })?;
+    // If this future is dropped before the outcome (the caller gave up), the child dies too.
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().expect("just set");
     // The child has its copies; ours must go, or we would never see EOF on the ready pipe.
     drop(placed);
     drop(ready_w);
@@ -107,6 +110,7 @@ pub(crate) async fn upgrade(
 
     match outcome {
         Ok(()) => {
+            let mut child = guard.0.take().expect("still held");
             tracing::info!(child_pid = pid, elapsed_ms, "new process is ready");
             // Reap the successor if it ever exits while we still live.
             tokio::spawn(async move {
@@ -128,6 +132,18 @@ pub(crate) async fn upgrade(
             }
             tracing::warn!(child_pid = pid, elapsed_ms, error = %err, "upgrade failed");
             Err(err)
+        }
+    }
+}
+
+/// Kills (and, through tokio's orphan reaper, reaps) a child that is dropped before its
+/// upgrade had an outcome.
+struct KillOnDrop(Option<tokio::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.start_kill();
         }
     }
 }
