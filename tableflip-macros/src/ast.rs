@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::{Attribute, Ident, ItemFn, LitInt, LitStr, Path, Token, Type};
+use syn::{Attribute, ExprPath, Ident, ItemFn, LitInt, LitStr, Path, Token, Type};
 
 use crate::addr::Network;
 
@@ -26,13 +26,16 @@ pub(crate) struct Options {
     /// `ready = "auto"` or `"manual"`.
     pub(crate) ready: Option<Spanned<Ready>>,
     /// `on_shutdown = path` or `[path, ...]`, in order.
-    pub(crate) on_shutdown: Vec<Path>,
+    pub(crate) on_shutdown: Vec<ExprPath>,
     /// `flavor = "multi_thread"` or `"current_thread"`.
     pub(crate) flavor: Option<Spanned<Flavor>>,
     /// `worker_threads = N`.
     pub(crate) worker_threads: Option<LitInt>,
     /// `crate = "path"`: where the facade lives.
     pub(crate) krate: Option<Path>,
+    /// `crate = ...` was given but could not be used: the fallback then leaves out the
+    /// type checks, which would only add errors about the path.
+    pub(crate) bad_krate: bool,
 }
 
 /// A value with the span of the literal it was parsed from.

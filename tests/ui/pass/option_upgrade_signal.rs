@@ -1,0 +1,4 @@
+//! `upgrade_signal`.
+
+#[tableflip::main(upgrade_signal = "SIGUSR2")]
+async fn main() {}

@@ -1,0 +1,6 @@
+//! `-> ()` written out.
+
+#[tableflip::main]
+async fn main(#[listener("tcp", "127.0.0.1:0")] http: tokio::net::TcpListener) -> () {
+    drop(http);
+}

@@ -1,0 +1,7 @@
+//! A std UDP socket.
+
+#[tableflip::main]
+async fn main(#[listener("udp", "127.0.0.1:0")] dns: std::net::UdpSocket) -> std::io::Result<()> {
+    assert_ne!(dns.local_addr()?.port(), 0);
+    Ok(())
+}
