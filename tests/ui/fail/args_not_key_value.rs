@@ -1,0 +1,2 @@
+#[tableflip::main(multi_thread)]
+async fn main() {}

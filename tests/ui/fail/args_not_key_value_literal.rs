@@ -1,0 +1,2 @@
+#[tableflip::main("/run/app.pid")]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[tableflip::main]
+async fn main(tf: tokio::runtime::Handle) {
+    drop(tf);
+}

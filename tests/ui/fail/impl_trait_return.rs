@@ -1,0 +1,4 @@
+#[tableflip::main]
+async fn main() -> impl std::fmt::Debug {
+    0
+}

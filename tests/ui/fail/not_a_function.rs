@@ -1,0 +1,4 @@
+#[tableflip::main]
+pub struct Service;
+
+fn main() {}

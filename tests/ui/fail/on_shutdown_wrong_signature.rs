@@ -1,0 +1,4 @@
+async fn hook() {}
+
+#[tableflip::main(on_shutdown = hook)]
+async fn main() {}

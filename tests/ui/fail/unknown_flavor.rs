@@ -1,0 +1,2 @@
+#[tableflip::main(flavor = "multi-thread")]
+async fn main() {}

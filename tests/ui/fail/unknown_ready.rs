@@ -1,0 +1,4 @@
+#[tableflip::main(ready = "later")]
+async fn main(tf: tableflip::Handle) {
+    drop(tf);
+}

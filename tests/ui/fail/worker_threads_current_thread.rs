@@ -1,0 +1,2 @@
+#[tableflip::main(flavor = "current_thread", worker_threads = 2)]
+async fn main() {}

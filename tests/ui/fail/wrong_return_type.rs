@@ -1,0 +1,4 @@
+#[tableflip::main]
+async fn main() -> i32 {
+    0
+}

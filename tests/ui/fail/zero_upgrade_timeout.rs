@@ -1,0 +1,2 @@
+#[tableflip::main(upgrade_timeout = "0s")]
+async fn main() {}
