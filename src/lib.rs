@@ -17,3 +17,8 @@ pub use tableflip_runtime::*;
 /// Support for the code `#[tableflip::main]` generates. Not public API: no stability promise.
 #[doc(hidden)]
 pub mod __private;
+
+/// The README's code blocks, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -221,6 +221,40 @@ impl Tracker {
 
 /// The running service's handle: readiness, upgrades, shutdown, runtime listeners, files
 /// for the next process, and in-flight connection tracking. Cheap to clone.
+///
+/// The body of a service gets one; serve until [`shutdown`](Handle::shutdown) resolves and
+/// count each connection with [`track`](Handle::track), so the drain ends as soon as the
+/// last one is done:
+///
+/// ```no_run
+/// use tableflip_runtime::{Handle, ListenerSpec, Service};
+/// use tokio::io::AsyncWriteExt;
+///
+/// async fn serve(listener: tokio::net::TcpListener, tf: Handle) -> std::io::Result<()> {
+///     loop {
+///         tokio::select! {
+///             accepted = listener.accept() => {
+///                 let (mut conn, _) = accepted?;
+///                 let in_flight = tf.track();
+///                 tokio::spawn(async move {
+///                     let _ = conn.write_all(b"hello\n").await;
+///                     drop(in_flight);
+///                 });
+///             }
+///             reason = tf.shutdown() => {
+///                 tracing::info!(?reason, "no longer accepting");
+///                 return Ok(());
+///             }
+///         }
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     Service::builder()
+///         .listener(ListenerSpec::new("http", "tcp", "127.0.0.1:8080"))
+///         .run(|mut listeners, tf| Ok(serve(listeners.take("http")?, tf)))
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) upgrader: Upgrader,
@@ -256,7 +290,17 @@ impl Handle {
         self.upgrader.ready()
     }
 
-    /// Upgrades now, as the upgrade signal does; returns the new process's pid.
+    /// Upgrades now, as the upgrade signal does; returns the new process's pid. On success
+    /// [`shutdown`](Self::shutdown) resolves with [`ShutdownReason::Upgraded`].
+    ///
+    /// ```no_run
+    /// # async fn demo(tf: tableflip_runtime::Handle) {
+    /// match tf.upgrade().await {
+    ///     Ok(pid) => tracing::info!(pid, "handed over"),
+    ///     Err(e) => tracing::error!(error = %e, "upgrade failed; still serving"),
+    /// }
+    /// # }
+    /// ```
     pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
         self.upgrader.upgrade().await
     }
@@ -282,6 +326,12 @@ impl Handle {
     }
 
     /// A listener known only at run time: inherited or bound, and passed on at upgrades.
+    ///
+    /// ```no_run
+    /// # fn demo(tf: &tableflip_runtime::Handle) -> Result<(), tableflip_runtime::Error> {
+    /// let admin: tokio::net::TcpListener = tf.listen("tcp", "127.0.0.1:9090")?;
+    /// # Ok(()) }
+    /// ```
     pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
         self.upgrader.fds().listen(network, addr)
     }
@@ -292,6 +342,31 @@ impl Handle {
     }
 
     /// Hands a file (a memfd, a pipe) to the next process under `name`.
+    ///
+    /// The successor gets it back with [`file`](Self::file): the way to carry state
+    /// across an upgrade.
+    ///
+    /// ```no_run
+    /// # fn demo(tf: &tableflip_runtime::Handle) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::AsFd;
+    ///
+    /// let mut state = match tf.file("counter")? {
+    ///     Some(fd) => std::fs::File::from(fd), // from the previous process
+    ///     None => {
+    ///         let f = tempfile_in_tmp()?;
+    ///         tf.add_file("counter", f.as_fd())?; // for the next one
+    ///         f
+    ///     }
+    /// };
+    /// let mut count = String::new();
+    /// state.rewind()?;
+    /// state.read_to_string(&mut count)?;
+    /// # Ok(()) }
+    /// # fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
+    /// #     std::fs::OpenOptions::new().read(true).write(true).create(true).open("/tmp/counter")
+    /// # }
+    /// ```
     pub fn add_file(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
         self.upgrader.fds().add_file(name, fd)
     }
