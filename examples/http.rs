@@ -12,16 +12,28 @@
 //!
 //! Readiness is manual: the service reports ready only after its warm-up (`$WARMUP_MS`,
 //! default 0, stands in for loading a cache), so the old process serves until then. At
-//! shutdown, axum stops accepting, closes idle keep-alive connections and lets requests in
-//! flight finish, within the drain timeout.
+//! shutdown, it stops accepting, closes idle keep-alive connections and answers every request
+//! in flight, and the first request of every connection it accepted, within the drain timeout.
+//!
+//! Connections are served with hyper's HTTP/1 connection directly rather than
+//! `axum::serve`: at a graceful shutdown, `axum::serve` drops a connection it has accepted
+//! but whose first bytes it has not read yet, and the client then sees its request reset,
+//! which is exactly what a graceful restart must never do.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
-use tableflip::{Handle, ShutdownReason};
-use tokio::net::TcpListener;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tableflip::{ConnGuard, Handle, ShutdownReason};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a connection accepted before a shutdown may take to send its first bytes and
+/// still be answered.
+const FIRST_BYTES_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(serde::Deserialize)]
 struct Slow {
@@ -55,13 +67,43 @@ async fn main(
     }
     tf.ready()?;
 
-    let shutdown = tf.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.shutdown().await;
-        })
-        .await?;
-    Ok(())
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((conn, _)) => {
+                    // The drain waits for this connection until the guard is dropped.
+                    let in_flight = tf.track();
+                    tokio::spawn(serve(conn, app.clone(), tf.clone(), in_flight));
+                }
+                // Out of descriptors and the like: keep serving.
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = tf.shutdown() => return Ok(()),
+        }
+    }
+}
+
+/// Serves one connection until the client closes it or, once shutdown begins, until the
+/// request in progress is answered.
+async fn serve(conn: TcpStream, app: Router, tf: Handle, in_flight: ConnGuard) {
+    // hyper's graceful shutdown closes a connection it has read nothing from yet. This one
+    // was accepted, so its client is owed an answer: wait (bounded) for its first bytes, and
+    // let hyper read them (the biased select polls it first) before a shutdown can reach it.
+    let _ = tokio::time::timeout(FIRST_BYTES_GRACE, conn.peek(&mut [0u8; 1])).await;
+    let conn =
+        http1::Builder::new().serve_connection(TokioIo::new(conn), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        _ = conn.as_mut() => {}
+        _ = tf.shutdown() => {
+            // Closes the connection if it is idle between requests; otherwise answers the
+            // request in progress first.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(in_flight);
 }
 
 async fn announce(reason: ShutdownReason) {

@@ -46,7 +46,8 @@ async fn serve() -> Result<(), tableflip::Error> {
         ..Options::default()
     })?;
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let listener: TcpListener = upg.fds().listen("tcp", &addr)?;
+    // Under systemd socket activation, the socket named `http` (FileDescriptorName=).
+    let listener: TcpListener = upg.fds().listen_activated(Some("http"), "tcp", &addr)?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| io("SIGHUP handler", e))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| io("SIGTERM handler", e))?;
     upg.ready()?;

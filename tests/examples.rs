@@ -43,8 +43,12 @@ fn udp_inode(port: u16) -> Option<String> {
     socket_inode(&["udp", "udp6"], |c| c.len() > 9 && c[1].ends_with(&hex))
 }
 
+/// The listening unix socket at `path` (accepted connections show the same path; the
+/// listener is the one with `__SO_ACCEPTCON` in its flags).
 fn unix_inode(path: &str) -> Option<String> {
-    socket_inode(&["unix"], |c| c.len() > 7 && c[7] == path)
+    socket_inode(&["unix"], |c| {
+        c.len() > 7 && c[7] == path && c[3] == "00010000"
+    })
 }
 
 /// Does process `pid` hold the socket with this inode?

@@ -62,9 +62,10 @@ fn expand(options: &Options, main: &Main) -> TokenStream {
             let b = &l.binding;
             let (attrs, mutability, ident, ty) = (&b.attrs, &b.mutability, &b.ident, &b.ty);
             let name = LitStr::new(&l.param_name(), ident.span());
-            // `take` at the type: a type that is no socket at all is then reported once, by
-            // the `Fits` check (which implies `FromFd`), at the same place.
-            let take = quote_spanned!(ty.span()=> #listeners_var.take(#name)?);
+            // `take::<Type>`, at the type: a type that is no socket at all then fails
+            // `FromFd` where it fails the `Fits` check, which implies it, and rustc reports
+            // only the `Fits` error.
+            let take = quote_spanned!(ty.span()=> #listeners_var.take::<#ty>(#name)?);
             quote!(#(#attrs)* let #mutability #ident: #ty = #take;)
         }
         Param::Handle(b) => {

@@ -6,9 +6,12 @@
 //! never-called item inside a stub `fn main() -> ExitCode`: the body is still type-checked
 //! against its parameters and return type, and the program still has its `main`.
 
+use std::collections::HashSet;
+
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
-use syn::{FnArg, Item, ItemFn, Visibility, parse_quote};
+use syn::ext::IdentExt;
+use syn::{FnArg, Item, ItemFn, Pat, Visibility, parse_quote};
 
 use crate::ast::{Errors, Main, Options};
 use crate::expand::{root, type_checks};
@@ -24,11 +27,20 @@ pub(crate) fn expand(options: &Options, main: &Main, errors: &Errors) -> TokenSt
     let mut inner = main.func.clone();
     inner.attrs = vec![parse_quote!(#[allow(dead_code)])];
     inner.vis = Visibility::Inherited;
+    // Without `self`, and without a second parameter of the same name (already reported):
+    // either would only add rustc's errors to ours.
+    let mut names = HashSet::new();
     inner.sig.inputs = inner
         .sig
         .inputs
         .into_iter()
-        .filter(|arg| matches!(arg, FnArg::Typed(_)))
+        .filter(|arg| match arg {
+            FnArg::Receiver(_) => false,
+            FnArg::Typed(arg) => match &*arg.pat {
+                Pat::Ident(pat) => names.insert(pat.ident.unraw()),
+                _ => true,
+            },
+        })
         .collect();
 
     // The listener type checks still hold, unless the crate path itself is what's wrong.

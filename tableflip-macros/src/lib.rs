@@ -25,7 +25,7 @@
 //!         .upgrade_timeout(::std::time::Duration::from_millis(90000))
 //!         .listener(::tableflip::ListenerSpec::new("http", "tcp", ":8080"))
 //!         .run(|mut listeners, handle| {
-//!             let http: tokio::net::TcpListener = listeners.take("http")?;
+//!             let http: tokio::net::TcpListener = listeners.take::<tokio::net::TcpListener>("http")?;
 //!             let tf: tableflip::Handle = handle;
 //!             ::core::result::Result::Ok(::tableflip::__private::body::<std::io::Result<()>, _>(
 //!                 async move {

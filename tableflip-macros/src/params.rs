@@ -102,6 +102,7 @@ fn signature(func: &mut ItemFn, errors: &mut Errors) {
 fn param(arg: &mut PatType, errors: &mut Errors) -> Option<Param> {
     let mut listener_attrs = Vec::new();
     let mut kept = Vec::new();
+    let mut has_cfg = false;
     for attr in mem::take(&mut arg.attrs) {
         let path = attr.path();
         if path.is_ident("listener") {
@@ -113,6 +114,7 @@ fn param(arg: &mut PatType, errors: &mut Errors) -> Option<Param> {
                  the macro sees them unevaluated. Declare the parameter unconditionally, or put \
                  `#[cfg]` on two versions of the whole function",
             );
+            has_cfg = true;
         } else {
             kept.push(attr);
         }
@@ -129,13 +131,22 @@ fn param(arg: &mut PatType, errors: &mut Errors) -> Option<Param> {
              socket",
         );
     }
-    let is_handle = first.is_none() && is_handle(&arg.ty);
-    if first.is_none() && !is_handle {
-        errors.spanned(
-            &*arg,
-            "this parameter is neither a listener nor the Handle: mark a socket with \
-             `#[listener(\"tcp\", \":8080\")]`, or take `tf: tableflip::Handle`",
-        );
+    let handle = first.is_none() && is_handle(&arg.ty);
+    if first.is_none() && !handle {
+        // A `#[cfg_attr(..., listener(...))]` was reported already.
+        if has_cfg {
+            return None;
+        }
+        let message = match &*arg.ty {
+            Type::Reference(r) if is_handle(&r.elem) => {
+                "take the Handle by value, as `tf: tableflip::Handle` (it is cheap to clone)"
+            }
+            _ => {
+                "this parameter is neither a listener nor the Handle: mark a socket with \
+                 `#[listener(\"tcp\", \":8080\")]`, or take `tf: tableflip::Handle`"
+            }
+        };
+        errors.spanned(&*arg, message);
         return None;
     }
     let binding = binding(arg, kept, errors);
@@ -144,7 +155,7 @@ fn param(arg: &mut PatType, errors: &mut Errors) -> Option<Param> {
         None => None,
     };
     let binding = binding?;
-    if is_handle {
+    if handle {
         return Some(Param::Handle(binding));
     }
     let (network, network_lit, addr, name) = listener?;
@@ -256,11 +267,28 @@ fn listener(attr: &Attribute, errors: &mut Errors) -> Option<ListenerParts> {
             );
             None
         }
-        (Some(_), None, Some((default, _))) | (None, None, Some((default, _))) => {
+        (Some(addr), None, Some((default, _))) => {
             errors.at(
                 default.span(),
-                "`default` is the fallback for `env = \"VAR\"`; for a fixed address write it \
-                 second: `#[listener(\"tcp\", \":8080\")]`",
+                format!(
+                    "`default` goes with `env = \"VAR\"`, but this listener has the fixed \
+                     address {:?}: remove `default`, or read the address from the environment \
+                     with `env = \"...\", default = {:?}`",
+                    addr.value(),
+                    addr.value()
+                ),
+            );
+            None
+        }
+        (None, None, Some((default, lit))) => {
+            errors.at(
+                default.span(),
+                format!(
+                    "`default` is the fallback for `env = \"VAR\"`: add `env = \"...\"` before \
+                     it, or write a fixed address second: `#[listener(\"{}\", {:?})]`",
+                    network,
+                    lit.value()
+                ),
             );
             None
         }

@@ -144,7 +144,7 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
             }
             "drain_timeout" => options.drain_timeout = duration(&name, &value, errors),
             "upgrade_signal" => {
-                options.upgrade_signal = lit_str(&name, &value, "\"SIGHUP\"", errors)
+                options.upgrade_signal = signal_lit(&name, &value, "\"SIGHUP\"", errors)
                     .and_then(|lit| signal(&lit, errors));
             }
             "stop_signals" => options.stop_signals = stop_signals(&value, errors),
@@ -226,6 +226,23 @@ fn duration(key: &str, value: &Expr, errors: &mut Errors) -> Option<Spanned<std:
     }
 }
 
+/// A signal name's literal; `SIGTERM` or `Signal::SIGTERM` written as a path gets a hint.
+fn signal_lit(key: &str, value: &Expr, example: &str, errors: &mut Errors) -> Option<LitStr> {
+    if let Expr::Path(path) = value {
+        if let Some(last) = path.path.segments.last() {
+            errors.spanned(
+                value,
+                format!(
+                    "`{key}` takes signal names as strings: write \"{}\"",
+                    last.ident
+                ),
+            );
+            return None;
+        }
+    }
+    lit_str(key, value, example, errors)
+}
+
 /// A signal name as the `tableflip::Signal` variant it names, spanned at the literal.
 fn signal(lit: &LitStr, errors: &mut Errors) -> Option<Ident> {
     let name = lit.value();
@@ -279,7 +296,8 @@ fn stop_signals(value: &Expr, errors: &mut Errors) -> Option<Vec<Ident>> {
     let mut ok = true;
     for elem in &array.elems {
         let elem = ungroup(elem.clone());
-        let Some(lit) = lit_str("stop_signals", &elem, "[\"SIGTERM\", \"SIGINT\"]", errors) else {
+        let Some(lit) = signal_lit("stop_signals", &elem, "[\"SIGTERM\", \"SIGINT\"]", errors)
+        else {
             ok = false;
             continue;
         };

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::addr::Network;
+use crate::addr::{Network, parse_address};
 use crate::ast::{AddrSource, Errors, Flavor, Main, Options, Param, Ready};
 
 /// Records every cross-cutting problem.
@@ -57,24 +57,37 @@ fn params(main: &Main, errors: &mut Errors) {
             }
             Param::Listener(l) => l,
         };
-        let (key, what, lit) = match &listener.addr {
-            AddrSource::Literal(lit) => (lit.value(), format!("{:?}", lit.value()), lit),
-            AddrSource::Env { var, .. } => (
-                format!("$env:{}", var.value()),
-                format!("the address in ${}", var.value()),
-                var,
-            ),
-        };
         let network = listener.network;
+        let (key, lit) = match &listener.addr {
+            AddrSource::Literal(lit) => (lit.value(), lit),
+            AddrSource::Env { var, .. } => (format!("${}", var.value()), var),
+        };
         if let Some(first) = sockets.insert((network, key), name.clone()) {
-            errors.at(
-                lit.span(),
-                format!(
-                    "duplicate listener: `{first}` already listens on {network} {what}; two \
-                     listeners on one address could not be told apart when they are handed to \
-                     the next process"
+            let message = match &listener.addr {
+                AddrSource::Literal(addr) => {
+                    let addr = addr.value();
+                    let port = parse_address(network, &addr).ok().and_then(|a| a.port());
+                    if port == Some(0) {
+                        format!(
+                            "duplicate listener: `{first}` already listens on {network} {addr:?}; \
+                             two port-0 listeners on one host could not be told apart when they \
+                             are handed to the next process: give one a fixed port or another \
+                             host"
+                        )
+                    } else {
+                        format!(
+                            "duplicate listener: `{first}` already listens on {network} {addr:?}; \
+                             declare each socket once"
+                        )
+                    }
+                }
+                AddrSource::Env { var, .. } => format!(
+                    "duplicate listener: `{first}` already reads its {network} address from \
+                     ${}, so both would listen on the same address",
+                    var.value()
                 ),
-            );
+            };
+            errors.at(lit.span(), message);
         }
         if let Some(lit) = &listener.name {
             if let Some(first) = fd_names.insert(lit.value(), name.clone()) {

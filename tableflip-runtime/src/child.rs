@@ -62,8 +62,9 @@ pub(crate) async fn upgrade(
         .current_dir(&startup.cwd)
         .env(SENTINEL, "yes");
     sys::place_fds(&mut cmd, &placed, READY_FD);
-    let child = tokio::process::Command::from(cmd)
-        .spawn()
+    let mut cmd = tokio::process::Command::from(cmd);
+    let child = spawn_retrying_busy(&mut cmd)
+        .await
         .map_err(|source| UpgradeError::Spawn {
             path: program.clone(),
             source,
@@ -96,6 +97,8 @@ pub(crate) async fn upgrade(
             }
         };
         tokio::select! {
+            // A child that says ready and exits at once did say ready: check that first.
+            biased;
             () = wait_ready => Ok(()),
             () = write_names => unreachable!("write_names never completes"),
             status = child.wait() => Err(match status {
@@ -144,6 +147,24 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(child) = &mut self.0 {
             let _ = child.start_kill();
+        }
+    }
+}
+
+/// Spawns, retrying for a short while if the executable is busy (`ETXTBSY`): a binary that a
+/// deploy tool has just written may still be open for writing in some process, for example
+/// one that forked while the file was open and has not exec'd yet.
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut attempts = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
         }
     }
 }

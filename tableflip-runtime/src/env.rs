@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::error::Error;
 use crate::fds::Key;
 use crate::parent::Parent;
-use crate::sys;
+use crate::{sys, systemd};
 
 /// The variable that tells a process it was started by a tableflip parent.
 pub const SENTINEL: &str = "TABLEFLIP_HAS_PARENT_7DIU3";
@@ -27,8 +27,10 @@ pub(crate) struct Startup {
     /// The handshake with a tableflip parent, if one started us; taken by the first Upgrader.
     pub(crate) handoff: Mutex<Option<Result<Handoff, Error>>>,
     /// The socket-activation variables as they were (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`).
-    #[allow(dead_code)] // read by socket activation
+    #[allow(dead_code)] // kept for diagnostics; `activation` holds what they meant
     pub(crate) listen_vars: [Option<String>; 3],
+    /// The sockets systemd passed, if it activated this process; taken by the first Upgrader.
+    pub(crate) activation: Mutex<Option<systemd::Activation>>,
 }
 
 /// What a tableflip parent handed over.
@@ -72,6 +74,13 @@ fn capture() -> Startup {
         sys::remove_env(name);
     }
 
+    // systemd's sockets start at fd 3, where a tableflip parent puts its pipes: only a
+    // process started cold can have been activated.
+    let activation = if has_parent {
+        systemd::Activation::default()
+    } else {
+        systemd::take_activated(&listen_vars)
+    };
     let handoff = has_parent.then(crate::parent::receive);
     // Whatever else was inherited must not leak into programs this service starts.
     sys::cloexec_all_inherited();
@@ -81,6 +90,7 @@ fn capture() -> Startup {
         args,
         handoff: Mutex::new(handoff),
         listen_vars,
+        activation: Mutex::new(Some(activation)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The descriptors a process holds for its successor: inherited ones, and the ones in use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use crate::addr::{Address, Network, parse_address};
 use crate::error::Error;
 use crate::net::{self, ListenHook};
+use crate::systemd::{self, Activated};
 
 /// What a passed descriptor is, in Go tableflip's vocabulary (the first string of a names entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -188,6 +189,10 @@ struct Inner {
     inherited: Vec<(Key, OwnedFd)>,
     /// Claimed or added: what the next process gets.
     used: HashMap<Key, OwnedFd>,
+    /// Passed by systemd (socket activation) and not claimed yet.
+    activated: Vec<Activated>,
+    /// Keys of claimed systemd sockets: their socket files are systemd's, never unlinked.
+    systemd_keys: HashSet<Key>,
 }
 
 /// The descriptors this process will hand to its successor (Go tableflip's `Fds`).
@@ -200,6 +205,10 @@ struct Inner {
 /// `"127.0.0.1:41234"`), and asking for a port-0 address claims an inherited socket of the
 /// same network and host whatever its port: a service that binds an ephemeral port keeps it
 /// across upgrades.
+///
+/// Sockets systemd passed (socket activation) are claimed before anything is bound: by
+/// name with [`listen_activated`](Self::listen_activated), by address and socket type with
+/// any of the `listen` methods. A claimed one is then keyed and passed on like any other.
 pub struct Fds {
     inner: Mutex<Inner>,
     hook: Option<ListenHook>,
@@ -210,7 +219,7 @@ impl Fds {
         Fds {
             inner: Mutex::new(Inner {
                 inherited,
-                used: HashMap::new(),
+                ..Inner::default()
             }),
             hook,
         }
@@ -221,14 +230,53 @@ impl Fds {
     }
 
     /// A stream listener: inherited if the parent passed one for `network` and `addr`, else
-    /// bound now. `network` is one of `tcp tcp4 tcp6 unix unixpacket`.
+    /// a socket systemd passed bound to `addr`, else bound now. `network` is one of
+    /// `tcp tcp4 tcp6 unix unixpacket`.
     pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Listener, network, addr)
+        self.get_or_bind(FdKind::Listener, network, addr, None)
     }
 
-    /// A packet socket: inherited or bound now. `network` is one of `udp udp4 udp6 unixgram`.
+    /// A packet socket: inherited, else activated by systemd at `addr`, else bound now.
+    /// `network` is one of `udp udp4 udp6 unixgram`.
     pub fn listen_packet<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Packet, network, addr)
+        self.get_or_bind(FdKind::Packet, network, addr, None)
+    }
+
+    /// A stream listener or a packet socket (as `network` says) that systemd may have passed
+    /// under `FileDescriptorName=name`: inherited from the previous process if it passed one
+    /// for `network` and `addr`; else the socket systemd activated under `name`; else one it
+    /// activated bound to `addr` with the network's socket type; else bound now. Once
+    /// claimed, an activated socket is passed on at every upgrade like any other.
+    ///
+    /// A socket named `name` of the wrong type for `network` is an error
+    /// ([`Error::WrongSocket`]). Activated sockets nobody claims are closed at
+    /// [`Upgrader::ready`](crate::Upgrader::ready), with a warning naming them.
+    ///
+    /// ```no_run
+    /// use tableflip_runtime::{Options, Upgrader};
+    ///
+    /// # fn main() -> Result<(), tableflip_runtime::Error> {
+    /// let upg = Upgrader::new(Options::default())?;
+    /// // Under a .socket unit with `FileDescriptorName=http` (or
+    /// // `systemd-socket-activate -l 8080 --fdname=http`) this is systemd's socket, whatever
+    /// // its address; started by hand, it is bound to 127.0.0.1:8080.
+    /// let http: std::net::TcpListener =
+    ///     upg.fds().listen_activated(Some("http"), "tcp", "127.0.0.1:8080")?;
+    /// upg.ready()?;
+    /// # drop(http); Ok(()) }
+    /// ```
+    pub fn listen_activated<T: FromFd>(
+        &self,
+        name: Option<&str>,
+        network: &str,
+        addr: &str,
+    ) -> Result<T, Error> {
+        let kind = if Network::parse(network)?.is_packet() {
+            FdKind::Packet
+        } else {
+            FdKind::Listener
+        };
+        self.get_or_bind(kind, network, addr, name)
     }
 
     /// An inherited stream listener, if the parent passed one.
@@ -334,7 +382,13 @@ impl Fds {
             .map_err(|e| Error::io(format!("can't use inherited {key} as {}", T::NAME), e))
     }
 
-    fn get_or_bind<T: FromFd>(&self, kind: FdKind, network: &str, addr: &str) -> Result<T, Error> {
+    fn get_or_bind<T: FromFd>(
+        &self,
+        kind: FdKind,
+        network: &str,
+        addr: &str,
+        name: Option<&str>,
+    ) -> Result<T, Error> {
         if let Some(found) = self.inherited::<T>(kind, network, addr)? {
             return Ok(found);
         }
@@ -344,11 +398,18 @@ impl Fds {
             addr: addr.to_owned(),
             source,
         };
-        let fd = match kind {
-            FdKind::Listener => net::bind_listener(net, addr, self.hook.as_ref()),
-            _ => net::bind_packet(net, addr, self.hook.as_ref()),
-        }
-        .map_err(listen_err)?;
+        let activated = systemd::claim(&mut self.lock().activated, name, net, addr)?;
+        let from_systemd = activated
+            .as_ref()
+            .map(|fd| net::local_address(fd.as_fd()).unwrap_or_default());
+        let fd = match activated {
+            Some(fd) => fd,
+            None => match kind {
+                FdKind::Listener => net::bind_listener(net, addr, self.hook.as_ref()),
+                _ => net::bind_packet(net, addr, self.hook.as_ref()),
+            }
+            .map_err(listen_err)?,
+        };
         let key_addr = match parse_address(net, addr)? {
             Address::Inet { port: 0, .. } => net::local_address(fd.as_fd()).map_err(listen_err)?,
             _ => addr.to_owned(),
@@ -359,8 +420,23 @@ impl Fds {
             let mut inner = self.lock();
             inner.inherited.retain(|(k, _)| *k != key);
             inner.used.insert(key.clone(), fd);
+            if let Some(bound) = from_systemd {
+                tracing::info!(key = %key, bound, "claimed a systemd-activated socket");
+                inner.systemd_keys.insert(key.clone());
+            }
         }
         T::from_fd(dup).map_err(|e| Error::io(format!("can't use {key} as {}", T::NAME), e))
+    }
+
+    /// At start-up: the sockets systemd passed, for listeners to claim.
+    pub(crate) fn set_activated(&self, activated: Vec<Activated>) {
+        self.lock().activated = activated;
+    }
+
+    /// At ready: closes the sockets systemd passed and nobody claimed; returns them, described.
+    pub(crate) fn close_activated(&self) -> Vec<String> {
+        let unclaimed = std::mem::take(&mut self.lock().activated);
+        unclaimed.iter().map(Activated::describe).collect()
     }
 
     /// Duplicates of everything in use, in a stable order, for the next process.
@@ -406,9 +482,12 @@ impl Fds {
 
     /// At a stop without an upgrade: close and unlink the socket files of used unix sockets.
     pub(crate) fn close_and_remove_used(&self) {
-        let used = std::mem::take(&mut self.lock().used);
+        let (used, systemd_keys) = {
+            let mut inner = self.lock();
+            (std::mem::take(&mut inner.used), inner.systemd_keys.clone())
+        };
         for (key, fd) in used {
-            if let Some(path) = key.socket_path() {
+            if let Some(path) = key.socket_path().filter(|_| !systemd_keys.contains(&key)) {
                 unlink_socket(path);
             }
             drop(fd);
@@ -487,6 +566,10 @@ impl fmt::Debug for Fds {
             .field(
                 "used",
                 &inner.used.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            )
+            .field(
+                "activated",
+                &inner.activated.iter().map(|a| &a.name).collect::<Vec<_>>(),
             )
             .finish()
     }

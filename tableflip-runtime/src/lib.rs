@@ -21,6 +21,7 @@ mod pidfile;
 mod service;
 mod signals;
 mod sys;
+mod systemd;
 mod upgrader;
 
 pub use addr::{Address, Network, format_inet, parse_address, parse_duration};

@@ -606,25 +606,22 @@ fn env_duration(name: &str) -> Result<Option<Duration>, Error> {
     })
 }
 
-/// Acquires a declared listener: inherited by key, else bound.
+/// Acquires a declared listener: inherited by key, else activated by systemd (by name, else
+/// by address and socket type), else bound.
 pub(crate) fn acquire(
     upgrader: &Upgrader,
     spec: &ListenerSpec,
 ) -> Result<(String, FdKind, Network, OwnedFd), Error> {
     let addr = spec.address()?;
     let network = Network::parse(&spec.network)?;
-    let fds = upgrader.fds();
-    let (kind, fd) = if network.is_packet() {
-        (
-            FdKind::Packet,
-            fds.listen_packet::<OwnedFd>(&spec.network, &addr),
-        )
+    let kind = if network.is_packet() {
+        FdKind::Packet
     } else {
-        (
-            FdKind::Listener,
-            fds.listen::<OwnedFd>(&spec.network, &addr),
-        )
+        FdKind::Listener
     };
+    let fd = upgrader
+        .fds()
+        .listen_activated::<OwnedFd>(spec.name.as_deref(), &spec.network, &addr);
     let fd = fd.map_err(|e| Error::Listener {
         param: spec.param.clone(),
         network: spec.network.clone(),

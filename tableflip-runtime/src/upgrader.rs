@@ -10,10 +10,11 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::env::{self, Startup};
-use crate::error::{Error, UpgradeError};
+use crate::error::{Error, UpgradeError, chain};
 use crate::fds::Fds;
 use crate::net::ListenHook;
 use crate::parent::Parent;
+use crate::systemd::Notifier;
 use crate::{child, pidfile};
 
 /// How long a new process has to become ready, unless configured otherwise.
@@ -71,6 +72,8 @@ struct Inner {
     exit: watch::Sender<Option<ExitReason>>,
     /// The names pipe of a ready successor: closed only when this process exits.
     keep_open: Mutex<Option<OwnedFd>>,
+    /// systemd's notification socket, if `NOTIFY_SOCKET` is set.
+    systemd: Notifier,
 }
 
 /// Hands this process's sockets to a new copy of itself, Go tableflip style.
@@ -121,10 +124,24 @@ impl Upgrader {
             }
             None => (None, Vec::new()),
         };
+        let activation = startup
+            .activation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        activation.log_note();
+        let inherited = files.len();
+        let fds = Fds::new(files, options.listen_hook);
+        if !activation.sockets.is_empty() {
+            let names: Vec<&str> = activation.sockets.iter().map(|a| a.name.as_str()).collect();
+            tracing::info!(?names, "systemd passed sockets (socket activation)");
+            fds.set_activated(activation.sockets);
+        }
         tracing::debug!(
             pid = std::process::id(),
             has_parent = parent.is_some(),
-            inherited = files.len(),
+            inherited,
             "upgrader created"
         );
         Ok(Upgrader {
@@ -133,11 +150,12 @@ impl Upgrader {
                 timeout: options.upgrade_timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT),
                 pid_file: options.pid_file.map(|p| startup.resolve(&p)),
                 parent,
-                fds: Fds::new(files, options.listen_hook),
+                fds,
                 state: Mutex::new(State::default()),
                 stop: watch::channel(false).0,
                 exit: watch::channel(None).0,
                 keep_open: Mutex::new(None),
+                systemd: Notifier::from_env(),
             }),
         })
     }
@@ -162,8 +180,10 @@ impl Upgrader {
     }
 
     /// Signals that this process serves: closes inherited descriptors nobody claimed
-    /// (unlinking their unix socket files), writes the pid file, and tells the parent, which
-    /// then drains and exits. Calling it again only rewrites the pid file.
+    /// (unlinking their unix socket files) and sockets systemd passed that nobody claimed,
+    /// writes the pid file, tells systemd (`READY=1`, only for a process started cold: a
+    /// successor's readiness is announced by its parent) and tells the parent, which then
+    /// drains and exits. Calling it again only rewrites the pid file.
     pub fn ready(&self) -> Result<(), Error> {
         let first = !std::mem::replace(&mut self.state().ready, true);
         if first {
@@ -171,12 +191,22 @@ impl Upgrader {
             if !unclaimed.is_empty() {
                 tracing::info!(?unclaimed, "closed inherited descriptors nobody claimed");
             }
+            let unclaimed = self.inner.fds.close_activated();
+            if !unclaimed.is_empty() {
+                tracing::warn!(
+                    ?unclaimed,
+                    "closed sockets systemd passed that no listener claimed"
+                );
+            }
         }
         if let Some(path) = &self.inner.pid_file {
             pidfile::write(path).map_err(|source| Error::PidFile {
                 path: path.clone(),
                 source,
             })?;
+        }
+        if first && self.inner.parent.is_none() {
+            self.inner.systemd.ready();
         }
         if let Some(parent) = &self.inner.parent {
             parent.send_ready()?;
@@ -194,6 +224,11 @@ impl Upgrader {
     /// Starts a new copy of this program with this process's descriptors and waits until
     /// it is ready (then this process should drain and exit: [`exit`](Self::exit) resolves),
     /// fails, or times out (it is then killed and reaped).
+    ///
+    /// Under systemd (`NOTIFY_SOCKET` set) it sends `RELOADING=1` when it starts; once the
+    /// new process is ready, `MAINPID=<its pid>` with `READY=1`, then completes a
+    /// `BARRIER=1` round (at most 5 s) before the upgrade counts as complete; after a
+    /// failure, `READY=1` with `STATUS=upgrade failed: <cause>`.
     pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
         {
             let mut st = self.state();
@@ -207,6 +242,12 @@ impl Upgrader {
                 return Err(UpgradeError::NotReady);
             }
             if self.inner.parent.as_ref().is_some_and(|p| !p.has_exited()) {
+                drop(st);
+                // systemd may be waiting for this reload (Type=notify-reload): end it.
+                self.inner.systemd.reloading();
+                self.inner
+                    .systemd
+                    .upgrade_failed(&UpgradeError::ParentAlive.to_string());
                 return Err(UpgradeError::ParentAlive);
             }
             if st.upgrading {
@@ -217,6 +258,7 @@ impl Upgrader {
         let span = tracing::info_span!("upgrade", pid = std::process::id());
         let started = Instant::now();
         let result = async {
+            self.inner.systemd.reloading();
             let files = self.inner.fds.snapshot().map_err(UpgradeError::Io)?;
             tracing::info!(files = files.len(), "upgrading");
             child::upgrade(
@@ -244,17 +286,27 @@ impl Upgrader {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
                 self.inner.fds.close_used();
-                tracing::info!(
-                    child_pid = ready.pid,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "upgrade complete; this process should now drain and exit"
-                );
-                self.inner.exit.send_replace(Some(ExitReason::Upgraded));
-                Ok(ready.pid)
+                // systemd must know the new main process before this one starts to exit. A
+                // task, so that the upgrade completes even if this future is dropped.
+                let upg = self.clone();
+                let pid = ready.pid;
+                let completion = tokio::spawn(async move {
+                    upg.inner.systemd.handover(pid).await;
+                    tracing::info!(
+                        child_pid = pid,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "upgrade complete; this process should now drain and exit"
+                    );
+                    upg.inner.exit.send_replace(Some(ExitReason::Upgraded));
+                });
+                let _ = completion.await;
+                Ok(pid)
             }
             Err(e) => {
                 if stopped {
                     self.finish_stop();
+                } else {
+                    self.inner.systemd.upgrade_failed(&chain(&e));
                 }
                 Err(e)
             }
@@ -263,7 +315,8 @@ impl Upgrader {
 
     /// Prevents further upgrades, cancels one in flight (killing its child) and resolves
     /// [`exit`](Self::exit). Without a completed upgrade, unix socket files in use are
-    /// unlinked: the service is going away.
+    /// unlinked (except systemd's) and systemd is told `STOPPING=1`: the service is going
+    /// away.
     pub fn stop(&self) {
         let upgrading = {
             let mut st = self.state();
@@ -280,6 +333,7 @@ impl Upgrader {
 
     fn finish_stop(&self) {
         if !self.state().upgraded {
+            self.inner.systemd.stopping();
             self.inner.fds.close_and_remove_used();
             self.inner.exit.send_if_modified(|r| {
                 let first = r.is_none();

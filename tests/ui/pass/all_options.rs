@@ -19,7 +19,12 @@ async fn log_it(reason: tableflip::ShutdownReason) {
 )]
 async fn main(
     #[listener("tcp", "127.0.0.1:0")] http: tokio::net::TcpListener,
-    #[listener("udp", env = "TABLEFLIP_UI_UNSET_ADDR", default = "127.0.0.1:0", name = "dns")]
+    #[listener(
+        "udp",
+        env = "TABLEFLIP_UI_UNSET_ADDR",
+        default = "127.0.0.1:0",
+        name = "dns"
+    )]
     dns: tokio::net::UdpSocket,
     tf: tableflip::Handle,
 ) -> std::io::Result<()> {

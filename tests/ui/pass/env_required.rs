@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     // SAFETY: no other thread exists yet.
     #[allow(unsafe_code)]
     unsafe {
-        std::env::set_var("TABLEFLIP_UI_DNS_ADDR", "127.0.0.1:0")
-    };
+        std::env::set_var("TABLEFLIP_UI_DNS_ADDR", "127.0.0.1:0");
+    }
     serve()
 }

@@ -1,6 +1,8 @@
 //! A tokio unix datagram socket.
 
 #[tableflip::main]
-async fn main(#[listener("unixgram", "@tableflip-ui-unixgram-tokio")] sock: tokio::net::UnixDatagram) {
+async fn main(
+    #[listener("unixgram", "@tableflip-ui-unixgram-tokio")] sock: tokio::net::UnixDatagram,
+) {
     drop(sock);
 }
