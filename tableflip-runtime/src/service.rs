@@ -163,6 +163,10 @@ impl Listeners {
 }
 
 /// What a service body may return: `()` or `Result<(), E>` with `E: Debug`, as with `main`.
+#[diagnostic::on_unimplemented(
+    message = "`main` must return `()` or `Result<(), E>` with `E: Debug`, not `{Self}`",
+    label = "this return type"
+)]
 pub trait Outcome {
     /// `Err` with the error's `Debug` form, as std prints it.
     fn into_outcome(self) -> Result<(), String>;

@@ -906,3 +906,25 @@ impl PendingRequest {
         self.answer.join().expect("request thread")
     }
 }
+
+/// Marks every descriptor of this test process above stderr close-on-exec, so that the
+/// processes it starts get exactly the descriptors a test hands them (the test runner may
+/// leak some into the test process, e.g. a jobserver pipe).
+pub fn cloexec_leaked_fds() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        if let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) {
+            let flags = FdFlag::from_bits_truncate(bits);
+            if !flags.contains(FdFlag::FD_CLOEXEC) {
+                let _ = fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC));
+            }
+        }
+    }
+}
