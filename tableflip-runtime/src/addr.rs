@@ -897,6 +897,31 @@ mod tests {
         }
 
         #[test]
+        fn network_parse_never_panics_and_errs_on_one_line(s in any::<String>()) {
+            match Network::parse(&s) {
+                Ok(n) => prop_assert_eq!(n.as_str(), s.as_str()),
+                Err(e) => prop_assert!(!e.to_string().contains('\n')),
+            }
+        }
+
+        #[test]
+        fn parse_address_errors_are_one_line_for_any_input(s in any::<String>()) {
+            for n in Network::ALL {
+                if let Err(e) = parse_address(n, &s) {
+                    prop_assert!(!e.to_string().contains('\n'), "{:?}", e.to_string());
+                }
+            }
+        }
+
+        #[test]
+        fn parse_address_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+            let s = String::from_utf8_lossy(&bytes);
+            for n in Network::ALL {
+                let _ = parse_address(n, &s);
+            }
+        }
+
+        #[test]
         fn parse_duration_never_panics(s in any::<String>()) {
             let _ = parse_duration(&s);
         }

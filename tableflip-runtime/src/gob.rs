@@ -584,4 +584,81 @@ mod tests {
             let _ = decode(&bytes[..cut.index(bytes.len())]);
         }
     }
+
+    /// Hands out at most `step` bytes per read, as a pipe may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// An encoded signed integer followed by arbitrary bytes: the start of a message as a
+    /// type definition (negative id) or a value (positive id) begins.
+    fn id_then(id: i64, tail: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_int(&mut body, id);
+        body.extend_from_slice(tail);
+        body
+    }
+
+    proptest! {
+        /// Well-framed messages with arbitrary bodies reach the type-definition and value
+        /// parsers, which random bytes rarely do.
+        #[test]
+        fn arbitrary_framed_messages_do_not_panic(
+            bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 0..6),
+        ) {
+            let mut stream = Vec::new();
+            for body in &bodies {
+                put_message(&mut stream, body);
+            }
+            if let Err(e) = decode(&stream) {
+                prop_assert!(!e.to_string().contains('\n'));
+            }
+        }
+
+        #[test]
+        fn arbitrary_type_definitions_and_values_do_not_panic(
+            defs in prop::collection::vec((-200i64..0, prop::collection::vec(any::<u8>(), 0..32)), 0..4),
+            value_id in 0i64..200,
+            value in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let mut stream = Vec::new();
+            for (id, tail) in &defs {
+                put_message(&mut stream, &id_then(*id, tail));
+            }
+            put_message(&mut stream, &id_then(value_id, &value));
+            let _ = decode(&stream);
+            let mut with_go_types = encode_names(&[]);
+            with_go_types.truncate(with_go_types.len() - 5);
+            with_go_types.extend_from_slice(&stream);
+            let _ = decode(&with_go_types);
+        }
+
+        /// A pipe delivers the stream in pieces: the outcome must not depend on them.
+        #[test]
+        fn decoding_does_not_depend_on_how_reads_are_split(
+            names in prop::collection::vec(prop::collection::vec(".{0,12}", 0..4), 0..4),
+            damage in prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            step in 1usize..9,
+        ) {
+            let mut bytes = encode_names(&names);
+            if let Some((at, byte)) = damage {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            let whole = decode(&bytes).map_err(|e| e.to_string());
+            let pieces = decode_names(&mut Trickle { bytes: &bytes, step })
+                .map_err(|e| e.to_string());
+            prop_assert_eq!(whole, pieces);
+        }
+    }
 }

@@ -207,6 +207,11 @@ async fn signal_loop(
                         Err(UpgradeError::InProgress) => {
                             tracing::info!("upgrade signal ignored: an upgrade is already running")
                         }
+                        // Handed over already, or stopping (an upgrade in flight was
+                        // cancelled): not a failure, and this process is not staying.
+                        Err(e @ (UpgradeError::AlreadyUpgraded | UpgradeError::Terminating)) => {
+                            tracing::info!(reason = %e, "no upgrade: this process is shutting down")
+                        }
                         Err(e) => {
                             tracing::error!(error = %chain(&e), "upgrade failed; still serving")
                         }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -31,6 +31,8 @@ pub(crate) struct Parent {
     ready: Mutex<Option<OwnedFd>>,
     /// `None` while the parent lives; then `Ok` if it closed fd 4 cleanly.
     exited: watch::Receiver<Option<Result<(), String>>>,
+    /// fd 4, owned by the watcher thread (it closes it once the parent is gone).
+    names: Weak<OwnedFd>,
 }
 
 /// Reads the handshake. Called once, at start-up, when the sentinel is set.
@@ -63,10 +65,14 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
     let warning = close_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd);
 
     let (tx, rx) = watch::channel(None);
+    let names_fd = Arc::new(names_fd);
+    let watched = names_fd.clone();
+    let names = Arc::downgrade(&names_fd);
+    drop(names_fd);
     std::thread::Builder::new()
         .name("tableflip-parent".into())
         .spawn(move || {
-            let result = wait_for_eof(names_fd.as_fd());
+            let result = wait_for_eof(watched.as_fd());
             let _ = tx.send(Some(result));
         })
         .map_err(|e| Error::io("can't start the thread that watches the parent", e))?;
@@ -75,6 +81,7 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
         parent: Parent {
             ready: Mutex::new(Some(ready)),
             exited: rx,
+            names,
         },
         files,
         warning,
@@ -137,12 +144,12 @@ fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {
     })?;
     if actual != mode && actual != OFlag::O_RDWR {
         let want = if mode == OFlag::O_WRONLY {
-            "write"
+            "writing"
         } else {
-            "read"
+            "reading"
         };
         return Err(Error::handshake(
-            format!("fd {fd} ({what}) is not open for {want}ing"),
+            format!("fd {fd} ({what}) is not open for {want}"),
             None,
         ));
     }
@@ -182,6 +189,15 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
+/// Is the pipe hung up: has every write end been closed?
+fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+}
+
 /// Blocks until the parent closes its end of the names pipe (it exited).
 fn wait_for_eof(fd: BorrowedFd<'_>) -> Result<(), String> {
     let mut reader = DeadlineReader {
@@ -218,8 +234,12 @@ impl Parent {
     }
 
     /// Has the parent exited?
+    ///
+    /// The watcher thread learns it a moment after the fact; until then fd 4 itself is asked
+    /// (hung up: every write end is closed), so that an upgrade right after the parent's exit
+    /// is not refused with `ParentAlive`.
     pub(crate) fn has_exited(&self) -> bool {
-        self.exited.borrow().is_some()
+        self.exited.borrow().is_some() || self.names.upgrade().is_some_and(|fd| hung_up(fd.as_fd()))
     }
 
     /// Waits until the parent has exited.

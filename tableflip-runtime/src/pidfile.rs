@@ -23,13 +23,25 @@ pub(crate) fn write(path: &Path) -> io::Result<()> {
     })?;
     let pid = std::process::id();
     let tmp = dir.join(format!(".{}.{pid}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
+    let create = || {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&tmp)?;
+            .open(&tmp)
+    };
+    let result = (|| {
+        let mut file = match create() {
+            // Left by a process that had this pid and died between create and rename (pids
+            // repeat, in containers especially), or planted: the name is ours, so remove it
+            // (that never follows a symlink) and create afresh.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                create()?
+            }
+            other => other?,
+        };
         writeln!(file, "{pid}")?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -70,6 +82,32 @@ mod tests {
         );
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 2, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stale_or_planted_temporary_file_does_not_block_the_write() {
+        let dir = std::env::temp_dir().join(format!("tableflip-pidtmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_path = dir.join("app.pid");
+        let tmp = dir.join(format!(".app.pid.{}.tmp", std::process::id()));
+        let target = dir.join("victim");
+        std::fs::write(&target, "keep").unwrap();
+
+        // A symlink planted at the temporary path is removed, not followed.
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        write(&pid_path).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        // A stale temporary file, as a crash between create and rename leaves it.
+        std::fs::write(&tmp, "12345\n").unwrap();
+        write(&pid_path).unwrap();
+
+        assert_eq!(
+            std::fs::read_to_string(&pid_path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        assert!(!tmp.exists(), "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

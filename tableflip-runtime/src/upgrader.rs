@@ -185,6 +185,15 @@ impl Upgrader {
     /// successor's readiness is announced by its parent) and tells the parent, which then
     /// drains and exits. Calling it again only rewrites the pid file.
     pub fn ready(&self) -> Result<(), Error> {
+        // The pid file first: if it can't be written, this process is not ready, and nothing
+        // that can't be undone (closing inherited sockets, unlinking their files, which the
+        // old process still serves) has happened yet.
+        if let Some(path) = &self.inner.pid_file {
+            pidfile::write(path).map_err(|source| Error::PidFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let first = !std::mem::replace(&mut self.state().ready, true);
         if first {
             let unclaimed = self.inner.fds.close_inherited();
@@ -198,12 +207,6 @@ impl Upgrader {
                     "closed sockets systemd passed that no listener claimed"
                 );
             }
-        }
-        if let Some(path) = &self.inner.pid_file {
-            pidfile::write(path).map_err(|source| Error::PidFile {
-                path: path.clone(),
-                source,
-            })?;
         }
         if first && self.inner.parent.is_none() {
             self.inner.systemd.ready();

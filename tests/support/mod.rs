@@ -928,3 +928,19 @@ pub fn cloexec_leaked_fds() {
         }
     }
 }
+
+/// Kills and reaps, on drop, every process still carrying `TAG_VAR=tag`: the safety net for
+/// processes a failing test never learnt the pid of.
+pub struct KillTagged(pub String);
+
+impl Drop for KillTagged {
+    fn drop(&mut self) {
+        let left = tagged_pids(&self.0);
+        for &pid in &left {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for &pid in &left {
+            wait_reaped(pid, Duration::from_secs(5));
+        }
+    }
+}
