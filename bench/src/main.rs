@@ -1,0 +1,405 @@
+//! The tableflip benchmark: upgrades measured side by side with the fork+exec floor, a peer
+//! (shellflip), growing listener counts, live load, and plain tokio.
+//!
+//! ```text
+//! cargo run --release --manifest-path bench/Cargo.toml              # full run
+//! cargo run --release --manifest-path bench/Cargo.toml -- --quick   # CI smoke run
+//! ```
+//!
+//! Prints markdown tables on stdout, progress on stderr, and writes JSON (`bench/results.json`
+//! unless `--json PATH`). Every process it starts runs on loopback and is killed and reaped
+//! (the bench is their child subreaper); every wait and every loop is bounded.
+
+mod bins;
+mod cycles;
+mod load;
+mod overhead;
+mod probe;
+mod procs;
+mod report;
+mod stats;
+mod under_load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cycles::{Floor, Record, Shellflip, Subject, Tableflip};
+use crate::load::Protocol;
+use crate::report::{CycleRow, LoadRow, Report};
+
+/// Listener counts of the growth section.
+const GROWTH: [usize; 4] = [1, 10, 100, 1000];
+
+/// How much of everything a run does.
+#[derive(Clone, Copy, Debug)]
+struct Counts {
+    cycles: usize,
+    gap: Duration,
+    load: under_load::Plan,
+    overhead: overhead::Plan,
+}
+
+const FULL: Counts = Counts {
+    cycles: 60,
+    gap: Duration::from_millis(10),
+    load: under_load::Plan {
+        conns: 64,
+        upgrades: 25,
+        warmup: Duration::from_secs(1),
+        gap: Duration::from_millis(300),
+        tail: Duration::from_secs(1),
+    },
+    overhead: overhead::Plan {
+        conns: 64,
+        rounds: 16,
+        round: Duration::from_millis(750),
+    },
+};
+
+const QUICK: Counts = Counts {
+    cycles: 3,
+    gap: Duration::from_millis(10),
+    load: under_load::Plan {
+        conns: 64,
+        upgrades: 2,
+        warmup: Duration::from_millis(300),
+        gap: Duration::from_millis(100),
+        tail: Duration::from_millis(200),
+    },
+    overhead: overhead::Plan {
+        conns: 16,
+        rounds: 2,
+        round: Duration::from_millis(250),
+    },
+};
+
+struct Args {
+    quick: bool,
+    /// `--hammer ADDR SECS`: only load a hello server (to profile it), then exit.
+    hammer: Option<(std::net::SocketAddr, f64)>,
+    json: PathBuf,
+    release_examples: bool,
+    /// Sections to run (`cycles`, `load`, `overhead`); all when empty.
+    only: Vec<String>,
+}
+
+const USAGE: &str = "usage: tableflip-bench [--quick] [--json PATH] [--release-examples]
+                       [--only LIST] [--hammer ADDR SECS]
+
+  --quick              CI smoke run: every section with tiny counts; the examples are
+                       taken in the dev profile (as `cargo test` built them), so the
+                       figures mean nothing
+  --json PATH          where to write the results (default: bench/results.json)
+  --release-examples   with --quick: build and use the examples in release
+  --only LIST          run only these sections: cycles, load, overhead (comma-separated)
+  --hammer ADDR SECS   only load the hello server at ADDR with 64 connections for SECS
+                       seconds and print its throughput (to profile a server)
+
+With TABLEFLIP_BENCH_SAMPLES=DIR, the load section also writes every request's latency and
+every upgrade window there as CSV.";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        hammer: None,
+        json: bins::product_dir().join("bench").join("results.json"),
+        release_examples: false,
+        only: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--release-examples" => args.release_examples = true,
+            "--only" => {
+                let list = it.next().ok_or("--only needs a list")?;
+                for s in list.split(',') {
+                    if !["cycles", "load", "overhead"].contains(&s) {
+                        return Err(format!("unknown section `{s}`"));
+                    }
+                    args.only.push(s.to_owned());
+                }
+            }
+            "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+            "--hammer" => {
+                let addr = it.next().and_then(|a| a.parse().ok());
+                let secs = it.next().and_then(|s| s.parse().ok());
+                match (addr, secs) {
+                    (Some(a), Some(s)) => args.hammer = Some((a, s)),
+                    _ => return Err("--hammer needs ADDR SECONDS".into()),
+                }
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if !args.quick {
+        args.release_examples = true;
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("tableflip-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    let counts = if args.quick { QUICK } else { FULL };
+    raise_fd_limit();
+    if let Some((addr, secs)) = args.hammer {
+        return hammer(addr, secs);
+    }
+
+    let spinner = ProgressBar::new_spinner().with_message(format!(
+        "building the examples ({}) and the bench's helpers",
+        if args.release_examples {
+            "release"
+        } else {
+            "dev"
+        }
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let bins = bins::build(args.release_examples);
+    spinner.finish_and_clear();
+    let bins = match bins {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tableflip-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut report = Report::new(args.quick, bins.examples_profile, counts.load.conns);
+    // From here on the reaper collects every exit.
+    procs::Reaper::get();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tableflip-bench: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let run = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    if run("cycles") {
+        cycle_sections(&bins, counts, &mut report);
+    }
+    if run("load") {
+        load_section(&rt, &bins, counts, &mut report);
+    }
+    if run("overhead") {
+        overhead_section(&rt, &bins, counts, &mut report);
+    }
+    procs::kill_all();
+    drop(rt);
+
+    report.finish();
+    println!("{}", report.markdown());
+    let mut failed = report.errors();
+    let json = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
+    match std::fs::write(&args.json, json + "\n") {
+        Ok(()) => eprintln!("results written to {}", args.json.display()),
+        Err(e) => {
+            eprintln!("tableflip-bench: can't write {}: {e}", args.json.display());
+            failed = true;
+        }
+    }
+    let _ = std::fs::remove_dir_all(procs::scratch());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn hammer(addr: std::net::SocketAddr, secs: f64) -> ExitCode {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let base = std::time::Instant::now();
+    let limits = load::Limits {
+        stop: Default::default(),
+        deadline: base + Duration::from_secs_f64(secs.clamp(0.0, 3600.0)),
+        max_per_conn: u64::MAX,
+    };
+    let out = rt.block_on(load::run(addr, Protocol::Hello, 64, base, limits));
+    let c = &out.counts;
+    println!(
+        "{} requests in {:.2} s: {:.0}/s; failed {}",
+        c.ok,
+        base.elapsed().as_secs_f64(),
+        c.ok as f64 / base.elapsed().as_secs_f64(),
+        c.failed()
+    );
+    ExitCode::SUCCESS
+}
+
+/// 1000 listeners, each also held by the successor during the handover, need more than the
+/// usual 1024 descriptors: the soft limit goes up to the hard one (children inherit it).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn bar(len: usize, prefix: &'static str) -> ProgressBar {
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(len as u64)
+        .with_style(style)
+        .with_prefix(prefix);
+    if bar.is_hidden() {
+        eprintln!("{prefix}: {len} steps");
+    }
+    bar
+}
+
+/// Sections 1 to 4: the upgrade cycle of `hello`, the floor, shellflip, and growing listener
+/// counts, all cycled in turn in one loop.
+fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
+    let _sweep = procs::Sweep;
+    let mut rows: Vec<CycleRow> = Vec::new();
+    let mut subjects: Vec<(String, Box<dyn Subject>)> = Vec::new();
+    // A subject that could not start, or is skipped, gets its row with the reason.
+    let mut add = |row: CycleRow, subject: Result<Box<dyn Subject>, Record>| match subject {
+        Ok(s) => {
+            subjects.push((row.name.clone(), s));
+            rows.push(row);
+        }
+        Err(record) => rows.push(CycleRow { record, ..row }),
+    };
+    let failed = |e: String| Record {
+        error: Some(e),
+        ..Record::default()
+    };
+    add(
+        CycleRow::new("upgrade", "tableflip `hello`"),
+        Tableflip::start(&bins.hello, "hello", &[])
+            .map(|s| Box::new(s) as Box<dyn Subject>)
+            .map_err(failed),
+    );
+    add(
+        CycleRow::new("upgrade", "floor"),
+        Ok(Box::new(Floor::new(&bins.floor))),
+    );
+    add(
+        CycleRow::new("upgrade", "shellflip"),
+        Shellflip::start(&bins.shellflip_hello)
+            .map(|s| Box::new(s) as Box<dyn Subject>)
+            .map_err(failed),
+    );
+    let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    for n in GROWTH {
+        // The old process holds each listener three times while it starts its successor.
+        let needed = 4 * n as u64 + 256;
+        if fd_limit < needed {
+            let skipped =
+                format!("skipped: needs {needed} descriptors, RLIMIT_NOFILE is {fd_limit}");
+            add(
+                CycleRow::new("growth", &n.to_string()),
+                Err(Record {
+                    skipped: Some(skipped),
+                    ..Record::default()
+                }),
+            );
+            continue;
+        }
+        add(
+            CycleRow::new("growth", &n.to_string()),
+            Tableflip::start(
+                &bins.many_listeners,
+                &format!("listeners-{n}"),
+                &[("LISTENERS", n.to_string())],
+            )
+            .map(|s| Box::new(s) as Box<dyn Subject>)
+            .map_err(failed),
+        );
+    }
+    let bar = bar(counts.cycles * subjects.len(), "cycles");
+    let records = cycles::round_robin(&mut subjects, counts.cycles, counts.gap, |name| {
+        bar.set_message(name.to_owned());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    // Rows that started have a record, in the same order.
+    let mut records = records.into_iter();
+    for row in &mut rows {
+        if row.record.error.is_none() && row.record.skipped.is_none() {
+            row.record = records.next().unwrap_or_default();
+        }
+    }
+    eprintln!("cycles: done");
+    report.cycles = rows;
+}
+
+/// Section 5: the `http` example under load, one request per connection and keep-alive;
+/// then keep-alive against `http_drain`, the example with the proposed fix for idle
+/// keep-alive connections.
+fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts, r: &mut Report) {
+    for (protocol, server, exe, tag) in [
+        (Protocol::HttpClose, "`http`", &bins.http, "load-close"),
+        (
+            Protocol::HttpKeepAlive,
+            "`http`",
+            &bins.http,
+            "load-keepalive",
+        ),
+        (
+            Protocol::HttpKeepAlive,
+            "`http_drain` (bench: the proposed fix)",
+            &bins.http_drain,
+            "load-keepalive-fix",
+        ),
+    ] {
+        let bar = bar(counts.load.upgrades, tag);
+        let run = under_load::run(rt, exe, tag, protocol, counts.load, || bar.inc(1));
+        bar.finish_and_clear();
+        eprintln!("{tag}: done");
+        r.load.push(LoadRow {
+            server,
+            protocol,
+            run,
+        });
+    }
+}
+
+/// Section 6: throughput and peak RSS of `hello` against the same server on plain tokio.
+fn overhead_section(
+    rt: &tokio::runtime::Runtime,
+    bins: &bins::Bins,
+    counts: Counts,
+    r: &mut Report,
+) {
+    let bar = bar(counts.overhead.rounds * 2, "overhead");
+    let res = overhead::run(rt, &bins.hello, &bins.plain_hello, counts.overhead, || {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
+    eprintln!("overhead: done");
+    r.overhead = Some(res);
+    r.overhead_plan = counts.overhead;
+}
