@@ -11,9 +11,17 @@
 //! ```
 //!
 //! Readiness is manual: the service reports ready only after its warm-up (`$WARMUP_MS`,
-//! default 0, stands in for loading a cache), so the old process serves until then. At
-//! shutdown, it stops accepting, closes idle keep-alive connections and answers every request
-//! in flight, and the first request of every connection it accepted, within the drain timeout.
+//! default 0, stands in for loading a cache), so the old process serves until then.
+//!
+//! At shutdown it stops accepting at once (the successor accepts on the same socket) and
+//! answers every request in flight, and the first request of every connection it accepted.
+//! Keep-alive connections are not closed under their clients: every answer from then on
+//! carries `Connection: close`, so a busy client gets its answer and reconnects (to the
+//! successor) by itself; only a connection that stays idle for [`IDLE_GRACE`] is closed
+//! by the server. Closing idle connections at once, as `axum::serve` and hyper's graceful
+//! shutdown do, races with a client that is sending its next request on it: hyper sees the
+//! connection as idle while the request sits unread in the socket buffer, and the client gets
+//! a reset before any byte of an answer (the failure every HTTP client retries once).
 //!
 //! Connections are served with hyper's HTTP/1 connection directly rather than
 //! `axum::serve`: at a graceful shutdown, `axum::serve` drops a connection it has accepted
@@ -24,6 +32,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Query;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::get;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -34,6 +44,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long a connection accepted before a shutdown may take to send its first bytes and
 /// still be answered.
 const FIRST_BYTES_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a keep-alive connection may stay idle after shutdown begins before the server
+/// closes it.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(serde::Deserialize)]
 struct Slow {
@@ -56,6 +70,18 @@ async fn main(
                 format!("pid {pid}\n")
             }),
         );
+    // Once shutdown has begun, every answer tells the client not to reuse the connection.
+    let draining = tf.clone();
+    let app = app.layer(axum::middleware::map_response(move |mut res: Response| {
+        let close = draining.upgrader().exit_reason().is_some();
+        async move {
+            if close {
+                let value = HeaderValue::from_static("close");
+                res.headers_mut().insert(header::CONNECTION, value);
+            }
+            res
+        }
+    }));
 
     let warmup: u64 = std::env::var("WARMUP_MS")
         .ok()
@@ -97,10 +123,12 @@ async fn serve(conn: TcpStream, app: Router, tf: Handle, in_flight: ConnGuard) {
         biased;
         _ = conn.as_mut() => {}
         _ = tf.shutdown() => {
-            // Closes the connection if it is idle between requests; otherwise answers the
-            // request in progress first.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Answers from now on say `Connection: close` (see the middleware in `main`):
+            // a busy client closes after its next answer. Only an idle one is closed here.
+            if tokio::time::timeout(IDLE_GRACE, conn.as_mut()).await.is_err() {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
     }
     drop(in_flight);
