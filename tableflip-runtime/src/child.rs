@@ -45,16 +45,15 @@ pub(crate) async fn upgrade(
     let names: Vec<Vec<String>> = files.iter().map(|(k, _)| k.to_names_entry()).collect();
     let bytes = gob::encode_names(&names);
 
-    // fd 3, fd 4, then fd 5+i; every source is first moved above the highest target.
+    // fd 3, fd 4, then fd 5+i. `files` already sit above the highest target (see
+    // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
+    // overwrites another still to be placed.
     let first_free = FIRST_FILE_FD + files.len() as RawFd;
     let mut placed = Vec::with_capacity(files.len() + 2);
-    for fd in [ready_w.as_fd(), names_r.as_fd()]
-        .into_iter()
-        .chain(files.iter().map(|(_, fd)| fd.as_fd()))
-    {
+    for fd in [ready_w.as_fd(), names_r.as_fd()] {
         placed.push(sys::dup_at_least(fd, first_free).map_err(UpgradeError::Io)?);
     }
-    drop(files);
+    placed.extend(files.into_iter().map(|(_, fd)| fd));
 
     let mut cmd = std::process::Command::new(&program);
     cmd.arg0(&startup.argv0)

@@ -3,12 +3,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use crate::addr::{Address, Network, parse_address};
 use crate::error::Error;
 use crate::net::{self, ListenHook};
+use crate::sys;
 use crate::systemd::{self, Activated};
 
 /// What a passed descriptor is, in Go tableflip's vocabulary (the first string of a names entry).
@@ -185,8 +186,8 @@ from_fd! {
 
 #[derive(Default)]
 struct Inner {
-    /// Passed by the parent and not claimed yet, in the parent's order.
-    inherited: Vec<(Key, OwnedFd)>,
+    /// Passed by the parent and not claimed yet.
+    inherited: Inherited,
     /// Claimed or added: what the next process gets.
     used: HashMap<Key, OwnedFd>,
     /// Passed by systemd (socket activation) and not claimed yet.
@@ -218,7 +219,7 @@ impl Fds {
     pub(crate) fn new(inherited: Vec<(Key, OwnedFd)>, hook: Option<ListenHook>) -> Fds {
         Fds {
             inner: Mutex::new(Inner {
-                inherited,
+                inherited: Inherited::new(inherited),
                 ..Inner::default()
             }),
             hook,
@@ -319,10 +320,9 @@ impl Fds {
     pub fn file(&self, name: &str) -> Result<Option<OwnedFd>, Error> {
         let key = Key::file(name);
         let mut inner = self.lock();
-        let Some(pos) = inner.inherited.iter().position(|(k, _)| *k == key) else {
+        let Some((key, fd)) = inner.inherited.remove(&key) else {
             return Ok(None);
         };
-        let (key, fd) = inner.inherited.remove(pos);
         let dup = fd
             .try_clone()
             .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
@@ -340,7 +340,7 @@ impl Fds {
             .try_clone_to_owned()
             .map_err(|e| Error::io(format!("can't duplicate {key}"), e))?;
         let mut inner = self.lock();
-        inner.inherited.retain(|(k, _)| *k != key);
+        inner.inherited.remove(&key);
         inner.used.insert(key, dup);
         Ok(())
     }
@@ -358,20 +358,17 @@ impl Fds {
             _ => Some(parse_address(net, addr)?),
         };
         let mut inner = self.lock();
-        let Some(pos) = find_inherited(&inner.inherited, kind, net, addr, requested.as_ref())
-        else {
+        let Some(pos) = inner.inherited.find(kind, net, addr, requested.as_ref()) else {
             return Ok(None);
         };
-        let key = inner.inherited[pos].0.clone();
+        let (key, fd) = inner.inherited.get(pos);
         if kind != FdKind::Conn {
-            net::check_socket(inner.inherited[pos].1.as_fd(), net).map_err(|msg| {
-                Error::WrongSocket {
-                    what: key.to_string(),
-                    msg,
-                }
+            net::check_socket(fd.as_fd(), net).map_err(|msg| Error::WrongSocket {
+                what: key.to_string(),
+                msg,
             })?;
         }
-        let (key, fd) = inner.inherited.remove(pos);
+        let (key, fd) = inner.inherited.take(pos);
         let dup = fd
             .try_clone()
             .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
@@ -418,7 +415,7 @@ impl Fds {
         let dup = fd.try_clone().map_err(listen_err)?;
         {
             let mut inner = self.lock();
-            inner.inherited.retain(|(k, _)| *k != key);
+            inner.inherited.remove(&key);
             inner.used.insert(key.clone(), fd);
             if let Some(bound) = from_systemd {
                 tracing::info!(key = %key, bound, "claimed a systemd-activated socket");
@@ -439,16 +436,17 @@ impl Fds {
         unclaimed.iter().map(Activated::describe).collect()
     }
 
-    /// Duplicates of everything in use, in a stable order, for the next process.
-    pub(crate) fn snapshot(&self) -> io::Result<Vec<(Key, OwnedFd)>> {
+    /// Duplicates of everything in use, in a stable order, for the next process: each one
+    /// numbered at or above `first + 2 + n` (n = how many there are), so that placing them at
+    /// `first + 2 + i` in the child never overwrites one still to be placed.
+    pub(crate) fn snapshot(&self, first: RawFd) -> io::Result<Vec<(Key, OwnedFd)>> {
         let inner = self.lock();
-        let mut out: Vec<(Key, OwnedFd)> = inner
-            .used
-            .iter()
-            .map(|(k, fd)| Ok((k.clone(), fd.try_clone()?)))
-            .collect::<io::Result<_>>()?;
-        out.sort_by_key(|(k, _)| k.to_string());
-        Ok(out)
+        let above = first + 2 + inner.used.len() as RawFd;
+        let mut keys: Vec<&Key> = inner.used.keys().collect();
+        keys.sort_by_cached_key(|k| k.to_string());
+        keys.into_iter()
+            .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
+            .collect()
     }
 
     /// How many descriptors are in use.
@@ -464,7 +462,7 @@ impl Fds {
     /// At ready: closes what the parent passed and nobody claimed, unlinking the socket files
     /// of unclaimed unix sockets.
     pub(crate) fn close_inherited(&self) -> Vec<String> {
-        let unclaimed = std::mem::take(&mut self.lock().inherited);
+        let unclaimed = std::mem::take(&mut self.lock().inherited).into_vec();
         let names = unclaimed.iter().map(|(k, _)| k.to_string()).collect();
         for (key, fd) in unclaimed {
             if let Some(path) = key.socket_path() {
@@ -512,35 +510,6 @@ fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> 
     Ok(net)
 }
 
-fn find_inherited(
-    inherited: &[(Key, OwnedFd)],
-    kind: FdKind,
-    net: Network,
-    addr: &str,
-    requested: Option<&Address>,
-) -> Option<usize> {
-    let same = |k: &Key| k.kind == kind && k.network == net.as_str();
-    if let Some(pos) = inherited
-        .iter()
-        .position(|(k, _)| same(k) && k.addr == addr)
-    {
-        return Some(pos);
-    }
-    let Some(Address::Inet { host, port: 0 }) = requested else {
-        return None;
-    };
-    inherited.iter().position(|(k, _)| {
-        same(k)
-            && matches!(parse_address(net, &k.addr),
-                Ok(Address::Inet { host: h, .. }) if same_host(host.as_deref(), h.as_deref()))
-    })
-}
-
-fn same_host(requested: Option<&str>, inherited: Option<&str>) -> bool {
-    let wildcard = |h: Option<&str>| matches!(h, None | Some("0.0.0.0" | "::"));
-    requested == inherited || (wildcard(requested) && wildcard(inherited))
-}
-
 /// Removes a unix socket file, only if it is a socket (as Go does).
 fn unlink_socket(path: &str) {
     use std::os::unix::fs::FileTypeExt;
@@ -572,5 +541,102 @@ impl fmt::Debug for Fds {
                 &inner.activated.iter().map(|a| &a.name).collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+/// Where a port-0 request may find its socket: same kind, network and host (wildcards as one).
+type Bucket = (FdKind, String, Option<String>);
+
+/// The descriptors a parent passed and nobody claimed yet, indexed: by exact key, and for
+/// port-0 requests by host, so that claiming N of them costs O(N), not O(N²).
+#[derive(Default)]
+struct Inherited {
+    /// In the parent's order; `None` once claimed.
+    slots: Vec<Option<(Key, OwnedFd)>>,
+    by_key: HashMap<Key, usize>,
+    /// Inet sockets by (kind, network, host), in the parent's order.
+    by_host: HashMap<Bucket, std::collections::VecDeque<usize>>,
+}
+
+impl Inherited {
+    fn new(files: Vec<(Key, OwnedFd)>) -> Inherited {
+        let mut inherited = Inherited::default();
+        for (i, (key, fd)) in files.into_iter().enumerate() {
+            if let Some(bucket) = bucket_of(&key) {
+                inherited.by_host.entry(bucket).or_default().push_back(i);
+            }
+            inherited.by_key.insert(key.clone(), i);
+            inherited.slots.push(Some((key, fd)));
+        }
+        inherited
+    }
+
+    /// The slot holding `addr` exactly, else (for a port-0 request) the first unclaimed
+    /// socket of the same kind, network and host.
+    fn find(
+        &mut self,
+        kind: FdKind,
+        net: Network,
+        addr: &str,
+        requested: Option<&Address>,
+    ) -> Option<usize> {
+        if let Some(&pos) = self.by_key.get(&Key::new(kind, net.as_str(), addr)) {
+            return Some(pos);
+        }
+        let Some(Address::Inet { host, port: 0 }) = requested else {
+            return None;
+        };
+        let bucket = (kind, net.as_str().to_owned(), normal_host(host.as_deref()));
+        let queue = self.by_host.get_mut(&bucket)?;
+        while let Some(&pos) = queue.front() {
+            if self.slots[pos].is_some() {
+                return Some(pos);
+            }
+            queue.pop_front();
+        }
+        None
+    }
+
+    fn get(&self, pos: usize) -> (&Key, &OwnedFd) {
+        let (key, fd) = self.slots[pos].as_ref().expect("found slots are occupied");
+        (key, fd)
+    }
+
+    fn take(&mut self, pos: usize) -> (Key, OwnedFd) {
+        let (key, fd) = self.slots[pos].take().expect("found slots are occupied");
+        self.by_key.remove(&key);
+        (key, fd)
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<(Key, OwnedFd)> {
+        let pos = *self.by_key.get(key)?;
+        Some(self.take(pos))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Key, OwnedFd)> {
+        self.slots.iter().flatten()
+    }
+
+    fn into_vec(self) -> Vec<(Key, OwnedFd)> {
+        self.slots.into_iter().flatten().collect()
+    }
+}
+
+/// The port-0 bucket of an inherited inet socket's key.
+fn bucket_of(key: &Key) -> Option<Bucket> {
+    let net = Network::parse(&key.network).ok()?;
+    match parse_address(net, &key.addr).ok()? {
+        Address::Inet { host, .. } => {
+            Some((key.kind, key.network.clone(), normal_host(host.as_deref())))
+        }
+        _ => None,
+    }
+}
+
+/// All-interfaces, however written, is one host.
+fn normal_host(host: Option<&str>) -> Option<String> {
+    match host {
+        None | Some("0.0.0.0" | "::") => None,
+        Some(h) => Some(h.to_owned()),
     }
 }

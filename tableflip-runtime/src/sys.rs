@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -21,23 +21,18 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
 /// Returns `None` if no such descriptor is open. The descriptor is marked close-on-exec, so
 /// that programs this process starts do not inherit it by accident.
 pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<Option<OwnedFd>> {
-    if !fd_is_open(fd) {
+    let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) else {
         return Ok(None);
-    }
-    // SAFETY: the fd is open (checked above) and was inherited across exec: nothing else in
-    // this process owns it. Callers take each inherited number once, at start-up, before
+    };
+    // SAFETY: the fd is open (F_GETFD succeeded) and was inherited across exec: nothing else
+    // in this process owns it. Callers take each inherited number once, at start-up, before
     // any other code could have claimed it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_cloexec(owned.as_fd(), true)?;
+    let flags = FdFlag::from_bits_truncate(bits);
+    if !flags.contains(FdFlag::FD_CLOEXEC) {
+        fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC))?;
+    }
     Ok(Some(owned))
-}
-
-/// Sets or clears `FD_CLOEXEC`.
-pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let mut flags = FdFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFD)?);
-    flags.set(FdFlag::FD_CLOEXEC, on);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(flags))?;
-    Ok(())
 }
 
 /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of an open descriptor.
@@ -118,8 +113,12 @@ pub(crate) fn cloexec_all_inherited() {
             .filter(|&fd| fd > 2)
             .collect();
         for fd in fds {
-            if fd_is_open(fd) && !fd_has_cloexec(fd) {
-                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            // One F_GETFD tells both whether it is (still) open and whether it needs marking.
+            if let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) {
+                let flags = FdFlag::from_bits_truncate(bits);
+                if !flags.contains(FdFlag::FD_CLOEXEC) {
+                    let _ = fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC));
+                }
             }
         }
     }

@@ -262,7 +262,11 @@ impl Upgrader {
         let started = Instant::now();
         let result = async {
             self.inner.systemd.reloading();
-            let files = self.inner.fds.snapshot().map_err(UpgradeError::Io)?;
+            let files = self
+                .inner
+                .fds
+                .snapshot(crate::parent::READY_FD)
+                .map_err(UpgradeError::Io)?;
             tracing::info!(files = files.len(), "upgrading");
             child::upgrade(
                 self.inner.startup,
