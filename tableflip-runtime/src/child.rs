@@ -61,8 +61,7 @@ pub(crate) async fn upgrade(
         .current_dir(&startup.cwd)
         .env(SENTINEL, "yes");
     sys::place_fds(&mut cmd, &placed, READY_FD);
-    let mut cmd = tokio::process::Command::from(cmd);
-    let child = spawn_retrying_busy(&mut cmd)
+    let child = spawn_retrying_busy(tokio::process::Command::from(cmd))
         .await
         .map_err(|source| UpgradeError::Spawn {
             path: program.clone(),
@@ -153,12 +152,22 @@ impl Drop for KillOnDrop {
 /// Spawns, retrying for a short while if the executable is busy (`ETXTBSY`): a binary that a
 /// deploy tool has just written may still be open for writing in some process, for example
 /// one that forked while the file was open and has not exec'd yet.
+///
+/// The fork and exec run on tokio's blocking pool: they take a millisecond or more, and on a
+/// worker thread they would stall every connection that worker serves.
 async fn spawn_retrying_busy(
-    cmd: &mut tokio::process::Command,
+    mut cmd: tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
     let mut attempts = 0;
     loop {
-        match cmd.spawn() {
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = cmd.spawn();
+            (cmd, result)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        cmd = back;
+        match result {
             Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
