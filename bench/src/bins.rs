@@ -14,7 +14,6 @@ pub(crate) struct Bins {
     pub(crate) many_listeners: PathBuf,
     pub(crate) plain_hello: PathBuf,
     pub(crate) shellflip_hello: PathBuf,
-    pub(crate) http_drain: PathBuf,
     /// The cargo profile the examples were built with.
     pub(crate) examples_profile: &'static str,
 }
@@ -55,7 +54,6 @@ pub(crate) fn build(release_examples: bool) -> Result<Bins, String> {
         many_listeners: find(&own, "many_listeners")?,
         plain_hello: find(&own, "plain_hello")?,
         shellflip_hello: find(&own, "shellflip_hello")?,
-        http_drain: find(&own, "http_drain")?,
         examples_profile: if release_examples { "release" } else { "dev" },
     })
 }

@@ -356,9 +356,8 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
     report.cycles = rows;
 }
 
-/// Section 5: the `http` example under load, one request per connection and keep-alive;
-/// then keep-alive against `http_drain`, the example with the proposed fix for idle
-/// keep-alive connections.
+/// Section 5: the `http` example under load, one request per connection and keep-alive
+/// (the example closes keep-alive connections without the retry race: `retried` shows it).
 fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts, r: &mut Report) {
     for (protocol, server, exe, tag) in [
         (Protocol::HttpClose, "`http`", &bins.http, "load-close"),
@@ -367,12 +366,6 @@ fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts,
             "`http`",
             &bins.http,
             "load-keepalive",
-        ),
-        (
-            Protocol::HttpKeepAlive,
-            "`http_drain` (bench: the proposed fix)",
-            &bins.http_drain,
-            "load-keepalive-fix",
         ),
     ] {
         let bar = bar(counts.load.upgrades, tag);
