@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::error::{Error, UpgradeError, chain};
 use crate::service::{Handle, Listeners, Outcome, Parts, ReadyMode, Service, acquire};
 use crate::signals::{Event, Signal, Signals};
-use crate::upgrader::{ExitReason, Upgrader};
+use crate::upgrader::Upgrader;
 
 /// Why the drain was cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,7 +240,3 @@ async fn signal_loop(
         }
     }
 }
-
-/// Re-exported for the exit reason's name in logs.
-#[allow(dead_code)]
-type Reason = ExitReason;
