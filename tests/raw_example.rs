@@ -57,6 +57,7 @@ fn ten_sighup_upgrades_under_load_lose_nothing_and_leak_no_fds() {
     let svc = Service::start(&example("raw"), &scratch, &[("ADDR", &addr.to_string())]);
     wait_until("first answer", || hello(addr).is_ok());
     let first = svc.first_pid();
+    assert_eq!(hello(addr).unwrap(), first, "the service on {addr} is ours");
 
     let load = Load::start(addr, 4, 1_000_000, Duration::from_secs(120));
     let mut pid = first;
@@ -113,6 +114,7 @@ fn broken_successor(script: &str, envs: &[(&str, &str)]) {
     let svc = Service::start(&exe, &scratch, &all);
     wait_until("first answer", || hello(addr).is_ok());
     let pid = svc.first_pid();
+    assert_eq!(hello(addr).unwrap(), pid, "the service on {addr} is ours");
 
     // Swap the binary for one that fails in initialisation.
     let tmp = scratch.path("raw.new");

@@ -45,11 +45,22 @@ pub fn subreaper() {
 }
 
 /// A loopback port that was free a moment ago.
+///
+/// Never the same port twice in one test process: the kernel may hand a just-released port
+/// to the next `bind(:0)`, and two tests running side by side would then start their
+/// services on one port (the second one's greetings coming from the first's process).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..1000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+    panic!("no fresh loopback port in 1000 tries");
 }
 
 /// A fresh scratch directory, removed on drop.
