@@ -358,6 +358,14 @@ fn activate(
     envs: &[(&str, &str)],
     program: &[&str],
 ) -> Service {
+    assert!(
+        Command::new("systemd-socket-activate")
+            .arg("--help")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok(),
+        "systemd-socket-activate is missing: `apt-get install systemd` (Debian), as .ci/run does"
+    );
     let mut cmd = Command::new("systemd-socket-activate");
     for s in sockets {
         cmd.arg(s);
