@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -74,34 +73,10 @@ fn loopback(port: u16) -> SocketAddr {
     format!("127.0.0.1:{port}").parse().unwrap()
 }
 
-/// `GET path` over a fresh connection; returns the body.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(WAIT))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("bad response {resp:?}")))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("status: {head}")));
-    }
-    Ok(body.to_owned())
-}
-
-fn http_pid(addr: SocketAddr) -> std::io::Result<i32> {
-    let body = http_get(addr, "/")?;
-    parse_pid(&body).ok_or_else(|| std::io::Error::other(body))
-}
-
 fn wait_new_http_pid(addr: SocketAddr, old: i32) -> i32 {
     let mut pid = old;
     wait_until("a new pid over HTTP", || {
-        pid = http_pid(addr).unwrap_or(old);
+        pid = http_pid_of(addr).unwrap_or(old);
         pid != old
     });
     pid
@@ -226,9 +201,9 @@ fn http_request_in_flight_finishes_on_the_old_process() {
             ("TABLEFLIP_DRAIN_TIMEOUT", "20s"),
         ],
     );
-    wait_until("http answers", || http_pid(addr).is_ok());
+    wait_until("http answers", || http_pid_of(addr).is_ok());
     let old = svc.first_pid();
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1500"));
+    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=1500"));
     // The slow request is being served by the old process before the upgrade starts.
     wait_until("the slow request reaches the old process", || {
         serving_connection(old, port)
@@ -255,9 +230,9 @@ fn sigterm_drains_the_request_in_flight_and_exits_0() {
     let port = free_port();
     let addr = loopback(port);
     let mut svc = Service::start(&example("http"), &scratch, &[("ADDR", &addr.to_string())]);
-    wait_until("http answers", || http_pid(addr).is_ok());
+    wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1000"));
+    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=1000"));
     wait_until("the slow request arrives", || serving_connection(pid, port));
     signal(pid, Signal::SIGTERM);
     let body = slow
@@ -275,9 +250,9 @@ fn a_second_sigterm_during_the_drain_exits_at_once() {
     let port = free_port();
     let addr = loopback(port);
     let mut svc = Service::start(&example("http"), &scratch, &[("ADDR", &addr.to_string())]);
-    wait_until("http answers", || http_pid(addr).is_ok());
+    wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=60000"));
+    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=60000"));
     wait_until("the slow request arrives", || serving_connection(pid, port));
     signal(pid, Signal::SIGTERM);
     wait_until("the drain begins", || {
@@ -304,9 +279,9 @@ fn drain_timeout_bounds_the_drain() {
             ("TABLEFLIP_DRAIN_TIMEOUT", "300ms"),
         ],
     );
-    wait_until("http answers", || http_pid(addr).is_ok());
+    wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=60000"));
+    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=60000"));
     wait_until("the slow request arrives", || serving_connection(pid, port));
     signal(pid, Signal::SIGTERM);
     assert_eq!(svc.wait_first_exit(), Some(0));
@@ -324,14 +299,14 @@ fn manual_ready_holds_the_parent_until_the_body_calls_ready() {
         &scratch,
         &[("ADDR", &addr.to_string()), ("WARMUP_MS", "1500")],
     );
-    wait_until("http answers", || http_pid(addr).is_ok());
+    wait_until("http answers", || http_pid_of(addr).is_ok());
     let old = svc.first_pid();
     let warming = |log: &str| log.matches("warming up before ready").count();
     signal(old, Signal::SIGHUP);
     // The successor is warming up (has its listener, is not ready): the old one still serves.
     wait_until("the successor warms up", || warming(&svc.stderr()) == 2);
     assert_eq!(
-        http_pid(addr).unwrap(),
+        http_pid_of(addr).unwrap(),
         old,
         "the old process serves during the warm-up"
     );

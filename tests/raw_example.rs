@@ -9,46 +9,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use support::*;
 
-/// Inodes of TCP sockets that are connections (not listening): transient, so not compared.
-fn tcp_connection_inodes() -> Vec<String> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|t| {
-            t.lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let cols: Vec<&str> = l.split_whitespace().collect();
-                    (cols.len() > 9 && cols[3] != "0A").then(|| cols[9].to_owned())
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// What kinds of descriptors a process holds, leaving out client connections in flight.
-fn fd_kinds(pid: i32) -> Vec<String> {
-    let conns = tcp_connection_inodes();
-    let mut kinds: Vec<String> = fds_of(pid)
-        .into_iter()
-        .filter_map(|f| {
-            let target = f
-                .split_once("->")
-                .map(|(_, t)| t.to_owned())
-                .unwrap_or_default();
-            let inode = target
-                .strip_prefix("socket:[")
-                .map(|i| i.trim_end_matches(']'));
-            if inode.is_some_and(|i| conns.iter().any(|c| c == i)) {
-                return None;
-            }
-            Some(target.split(':').next().unwrap_or_default().to_owned())
-        })
-        .collect();
-    kinds.sort();
-    kinds
-}
-
 #[test]
 fn ten_sighup_upgrades_under_load_lose_nothing_and_leak_no_fds() {
     let scratch = Scratch::new("raw");
