@@ -6,7 +6,6 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
@@ -23,10 +22,6 @@ pub(crate) struct Ready {
     pub(crate) names: OwnedFd,
 }
 
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
-}
-
 /// Starts the successor and waits for the outcome.
 pub(crate) async fn upgrade(
     startup: &Startup,
@@ -40,8 +35,8 @@ pub(crate) async fn upgrade(
         source,
     })?;
 
-    let (ready_r, ready_w) = pipe().map_err(UpgradeError::Io)?;
-    let (names_r, names_w) = pipe().map_err(UpgradeError::Io)?;
+    let (ready_r, ready_w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
+    let (names_r, names_w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
     let names: Vec<Vec<String>> = files.iter().map(|(k, _)| k.to_names_entry()).collect();
     let bytes = gob::encode_names(&names);
 

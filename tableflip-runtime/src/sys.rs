@@ -132,3 +132,22 @@ pub(crate) fn close_leaked(fd: RawFd) {
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
 }
+
+/// A pipe whose two ends are close-on-exec: `(read, write)`.
+///
+/// Atomic with `pipe2` where the system has it; elsewhere (macOS) the flag is set right after
+/// `pipe`, which a `fork` in another thread could slip between.
+pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let (read, write) = nix::unistd::pipe()?;
+        for fd in [&read, &write] {
+            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        }
+        Ok((read, write))
+    }
+}

@@ -19,7 +19,6 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 use std::time::Duration;
 
-use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
 use tokio::io::AsyncReadExt;
 
@@ -121,7 +120,7 @@ impl Notifier {
             return;
         };
         let round = async {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            let (read, write) = crate::sys::pipe_cloexec()?;
             send(addr, "BARRIER=1", Some(write.as_fd()))?;
             drop(write);
             let mut read = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
