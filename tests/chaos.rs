@@ -70,9 +70,15 @@ impl Deployed {
 
     /// Waits (bounded) until the log holds `needle` `n` times.
     fn wait_log(&self, needle: &str, n: usize) {
-        wait_until(&format!("{n} x {needle:?} in the log"), || {
-            self.svc.log_count(needle) >= n
-        });
+        let deadline = Instant::now() + WAIT;
+        while self.svc.log_count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} x {needle:?} in the log:\n{}",
+                self.svc.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The live processes of this service.
@@ -258,6 +264,56 @@ fn a_successor_exiting_right_after_ready_is_reaped_and_the_old_one_still_drains_
     assert_eq!(tagged_pids(&d.tag), Default::default(), "stray processes");
     // Nothing holds the listening socket any more: a cold start can bind it again.
     std::net::TcpListener::bind(d.addr).expect("the port is free again");
+}
+
+#[test]
+fn a_successor_crashing_right_after_ready_is_replaced_by_the_draining_old_process() {
+    let d = Deployed::start("http", &[]);
+    wait_until("http answers", || http_pid_of(d.addr).is_ok());
+    let old = d.pid();
+    // The good binary, for the replacement to run.
+    let good = d.path("http-good");
+    install_file(&example("http"), &good);
+    let load = HttpLoad::start(d.addr, 2, 2, Duration::from_secs(120));
+    // A request in flight keeps the old process draining (and holding the sockets).
+    let slow = load.paused(|| PendingRequest::send_accepted_by(d.addr, "/slow?ms=1500", old));
+
+    // The first start says ready, then crashes; the next one is the real service.
+    let (crashed, crasher_pid) = (d.path("crashed-once"), d.path("crasher.pid"));
+    d.script(&format!(
+        "if [ -e {c} ]; then exec {g} \"$@\"; fi\n: > {c}\necho $$ > {p}\nprintf '*' >&3\nexit 1",
+        c = q(&crashed),
+        g = q(&good),
+        p = q(&crasher_pid),
+    ));
+    signal(old, Signal::SIGHUP);
+    let crasher = pid_in(&crasher_pid);
+    d.svc.track(crasher);
+    d.wait_log("starting the program again", 1);
+    d.wait_log("a new successor replaced the crashed one", 1);
+    let new = wait_new_http_pid_of(d.addr, old);
+    d.svc.track(new);
+    assert_ne!(new, crasher);
+    assert!(
+        is_gone(crasher),
+        "the crashed successor {crasher} was reaped"
+    );
+    d.svc.forget(crasher);
+
+    let body = slow.answer().expect("the request in flight is answered");
+    assert_eq!(parse_pid(&body), Some(old), "by the old process");
+    let mut svc = d.svc;
+    assert_eq!(
+        svc.wait_first_exit(),
+        Some(0),
+        "the old process drains and exits 0"
+    );
+    // While nobody accepted, connections waited in the backlog of the socket the old
+    // process still held: none failed.
+    let report = load.finish();
+    assert_eq!(report.failed, 0, "failed: {:?}", report.failures);
+    assert_eq!(http_pid_of(d.addr).unwrap(), new);
+    assert_eq!(tagged_pids(&d.tag), [new].into(), "live processes");
 }
 
 #[test]

@@ -20,6 +20,8 @@ use crate::{gob, sys};
 pub(crate) struct Ready {
     pub(crate) pid: u32,
     pub(crate) names: OwnedFd,
+    /// The running successor, for the caller to reap (and watch).
+    pub(crate) child: tokio::process::Child,
 }
 
 /// Starts the successor and waits for the outcome.
@@ -102,19 +104,20 @@ pub(crate) async fn upgrade(
             _ = stop.wait_for(|s| *s) => Err(UpgradeError::Terminating),
         }
     };
+    // The exit can be noticed (SIGCHLD) before the reactor has seen the ready byte that the
+    // child wrote before exiting: a child that said ready did say ready.
+    let outcome = match outcome {
+        Err(UpgradeError::ChildExited { .. }) if said_ready(&ready_r) => Ok(()),
+        other => other,
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
 
     match outcome {
         Ok(()) => {
-            let mut child = guard.0.take().expect("still held");
+            let child = guard.0.take().expect("still held");
             tracing::info!(child_pid = pid, elapsed_ms, "new process is ready");
-            // Reap the successor if it ever exits while we still live.
-            tokio::spawn(async move {
-                let status = child.wait().await;
-                tracing::warn!(child_pid = pid, ?status, "the successor exited");
-            });
             let names = names_tx.into_blocking_fd().map_err(UpgradeError::Io)?;
-            Ok(Ready { pid, names })
+            Ok(Ready { pid, names, child })
         }
         Err(err) => {
             if !matches!(err, UpgradeError::ChildExited { .. }) {
@@ -170,4 +173,12 @@ async fn spawn_retrying_busy(
             other => return other,
         }
     }
+}
+
+/// Is the ready byte waiting in the pipe? Reads the descriptor directly, not through the
+/// reactor's readiness (which may lag behind).
+fn said_ready(ready: &pipe::Receiver) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    matches!(nix::unistd::read(ready.as_raw_fd(), &mut byte), Ok(1)) && byte[0] == READY_BYTE
 }

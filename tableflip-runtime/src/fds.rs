@@ -473,11 +473,6 @@ impl Fds {
         names
     }
 
-    /// After a successful upgrade: the successor holds everything; close our copies.
-    pub(crate) fn close_used(&self) {
-        self.lock().used.clear();
-    }
-
     /// At a stop without an upgrade: close and unlink the socket files of used unix sockets.
     pub(crate) fn close_and_remove_used(&self) {
         let (used, systemd_keys) = {

@@ -34,4 +34,4 @@ pub use service::{
     ShutdownReason,
 };
 pub use signals::Signal;
-pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, Upgrader};
+pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, RESCUES, Upgrader};

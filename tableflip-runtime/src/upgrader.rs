@@ -17,6 +17,9 @@ use crate::parent::Parent;
 use crate::systemd::Notifier;
 use crate::{child, pidfile};
 
+/// How many times a process replaces a successor that crashed while it still lives.
+pub const RESCUES: u32 = 3;
+
 /// How long a new process has to become ready, unless configured otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -292,7 +295,10 @@ impl Upgrader {
                     .keep_open
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
-                self.inner.fds.close_used();
+                // Our copies of the sockets stay open until this process exits: should the
+                // successor crash meanwhile, connections wait in the backlog, not refused,
+                // until its replacement accepts them.
+                self.watch_successor(ready.child, ready.pid);
                 // systemd must know the new main process before this one starts to exit. A
                 // task, so that the upgrade completes even if this future is dropped.
                 let upg = self.clone();
@@ -318,6 +324,63 @@ impl Upgrader {
                 Err(e)
             }
         }
+    }
+
+    /// Reaps the successor when it exits. If it crashes (a non-zero exit or a signal) while
+    /// this process still lives, and so still holds the sockets, starts the program again with
+    /// them, at most [`RESCUES`] times: a successor that dies right after saying ready costs a
+    /// moment of latency, not the service. A clean exit (status 0) is a stop and is left alone.
+    fn watch_successor(&self, child: tokio::process::Child, pid: u32) {
+        let upg = self.clone();
+        tokio::spawn(async move {
+            let (mut child, mut pid) = (child, pid);
+            for attempt in 1..=RESCUES {
+                let status = child.wait().await;
+                if !status.as_ref().is_ok_and(|s| !s.success()) {
+                    tracing::info!(child_pid = pid, ?status, "the successor exited");
+                    return;
+                }
+                tracing::error!(
+                    child_pid = pid,
+                    ?status,
+                    attempt,
+                    "the successor exited abnormally while this process still holds the \
+                     sockets; starting the program again"
+                );
+                let started = Instant::now();
+                let result = async {
+                    let files = upg
+                        .inner
+                        .fds
+                        .snapshot(crate::parent::READY_FD)
+                        .map_err(UpgradeError::Io)?;
+                    let stop = upg.inner.stop.subscribe();
+                    child::upgrade(upg.inner.startup, files, upg.inner.timeout, stop).await
+                }
+                .await;
+                match result {
+                    Ok(ready) => {
+                        *upg.inner
+                            .keep_open
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
+                        upg.inner.systemd.handover(ready.pid).await;
+                        tracing::info!(
+                            child_pid = ready.pid,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "a new successor replaced the crashed one"
+                        );
+                        (child, pid) = (ready.child, ready.pid);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %chain(&e), "can't replace the crashed successor");
+                        return;
+                    }
+                }
+            }
+            let status = child.wait().await;
+            tracing::info!(child_pid = pid, ?status, "the successor exited");
+        });
     }
 
     /// Prevents further upgrades, cancels one in flight (killing its child) and resolves
