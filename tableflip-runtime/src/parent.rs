@@ -91,17 +91,11 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
 /// Descriptors beyond the named ones were leaked to us (a parent, or code in it, that opened
 /// them without close-on-exec): close them, or a leaked listening socket would stay open in
 /// every generation. Returns a warning for the log.
-#[cfg(target_os = "linux")]
 fn close_unnamed_fds(first_unnamed: RawFd) -> Option<String> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    let mut extra: Vec<RawFd> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd >= first_unnamed && sys::fd_is_open(fd) && !sys::fd_has_cloexec(fd))
-        .collect();
+    let extra = sys::inherited_without_cloexec(first_unnamed);
     if extra.is_empty() {
         return None;
     }
-    extra.sort_unstable();
     for &fd in &extra {
         sys::close_leaked(fd);
     }
@@ -112,11 +106,6 @@ fn close_unnamed_fds(first_unnamed: RawFd) -> Option<String> {
         FIRST_FILE_FD,
         first_unnamed
     ))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn close_unnamed_fds(_first_unnamed: RawFd) -> Option<String> {
-    None
 }
 
 fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {

@@ -94,33 +94,39 @@ pub(crate) fn remove_env(key: impl AsRef<OsStr>) {
     unsafe { std::env::remove_var(key) }
 }
 
-/// Does `fd` have `FD_CLOEXEC` set? (False for a closed fd.)
-pub(crate) fn fd_has_cloexec(fd: RawFd) -> bool {
-    fcntl(fd, FcntlArg::F_GETFD)
-        .is_ok_and(|bits| FdFlag::from_bits_truncate(bits).contains(FdFlag::FD_CLOEXEC))
-}
-
-/// Marks every open descriptor above stderr close-on-exec, so that nothing this process
-/// inherited leaks into programs it starts. Linux only (elsewhere it does nothing).
-pub(crate) fn cloexec_all_inherited() {
+/// Open descriptors numbered `min` or above without `FD_CLOEXEC`: what this process
+/// inherited across exec and nothing in it has claimed. Linux only (elsewhere: none).
+pub(crate) fn inherited_without_cloexec(min: RawFd) -> Vec<RawFd> {
     #[cfg(target_os = "linux")]
     {
         let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-            return;
+            return Vec::new();
         };
-        let fds: Vec<RawFd> = dir
+        let mut fds: Vec<RawFd> = dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
+            .filter(|&fd| fd >= min)
+            // One F_GETFD tells both whether it is (still) open and whether it is marked.
+            .filter(|&fd| {
+                fcntl(fd, FcntlArg::F_GETFD).is_ok_and(|bits| {
+                    !FdFlag::from_bits_truncate(bits).contains(FdFlag::FD_CLOEXEC)
+                })
+            })
             .collect();
-        for fd in fds {
-            // One F_GETFD tells both whether it is (still) open and whether it needs marking.
-            if let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) {
-                let flags = FdFlag::from_bits_truncate(bits);
-                if !flags.contains(FdFlag::FD_CLOEXEC) {
-                    let _ = fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC));
-                }
-            }
-        }
+        fds.sort_unstable();
+        fds
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = min;
+        Vec::new()
+    }
+}
+
+/// Marks every inherited descriptor above stderr close-on-exec, so that nothing this
+/// process inherited leaks into programs it starts.
+pub(crate) fn cloexec_all_inherited() {
+    for fd in inherited_without_cloexec(3) {
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
 }
 

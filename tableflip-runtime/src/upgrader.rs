@@ -265,19 +265,7 @@ impl Upgrader {
         let started = Instant::now();
         let result = async {
             self.inner.systemd.reloading();
-            let files = self
-                .inner
-                .fds
-                .snapshot(crate::parent::READY_FD)
-                .map_err(UpgradeError::Io)?;
-            tracing::info!(files = files.len(), "upgrading");
-            child::upgrade(
-                self.inner.startup,
-                files,
-                self.inner.timeout,
-                self.inner.stop.subscribe(),
-            )
-            .await
+            self.start_successor().await
         }
         .instrument(span)
         .await;
@@ -290,11 +278,7 @@ impl Upgrader {
         };
         match result {
             Ok(ready) => {
-                *self
-                    .inner
-                    .keep_open
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
+                self.keep_open(ready.names);
                 // Our copies of the sockets stay open until this process exits: should the
                 // successor crash meanwhile, connections wait in the backlog, not refused,
                 // until its replacement accepts them.
@@ -326,6 +310,29 @@ impl Upgrader {
         }
     }
 
+    /// Starts the program with everything in use and waits until it is ready, fails or
+    /// times out.
+    async fn start_successor(&self) -> Result<child::Ready, UpgradeError> {
+        let files = self
+            .inner
+            .fds
+            .snapshot(crate::parent::READY_FD)
+            .map_err(UpgradeError::Io)?;
+        tracing::info!(files = files.len(), "starting the new process");
+        let stop = self.inner.stop.subscribe();
+        child::upgrade(self.inner.startup, files, self.inner.timeout, stop).await
+    }
+
+    /// Holds a ready successor's names pipe open until this process exits (it tells the
+    /// successor we are alive), replacing a previous successor's.
+    fn keep_open(&self, names: OwnedFd) {
+        *self
+            .inner
+            .keep_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(names);
+    }
+
     /// Reaps the successor when it exits. If it crashes (a non-zero exit or a signal) while
     /// this process still lives, and so still holds the sockets, starts the program again with
     /// them, at most [`RESCUES`] times: a successor that dies right after saying ready costs a
@@ -348,22 +355,9 @@ impl Upgrader {
                      sockets; starting the program again"
                 );
                 let started = Instant::now();
-                let result = async {
-                    let files = upg
-                        .inner
-                        .fds
-                        .snapshot(crate::parent::READY_FD)
-                        .map_err(UpgradeError::Io)?;
-                    let stop = upg.inner.stop.subscribe();
-                    child::upgrade(upg.inner.startup, files, upg.inner.timeout, stop).await
-                }
-                .await;
-                match result {
+                match upg.start_successor().await {
                     Ok(ready) => {
-                        *upg.inner
-                            .keep_open
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = Some(ready.names);
+                        upg.keep_open(ready.names);
                         upg.inner.systemd.handover(ready.pid).await;
                         tracing::info!(
                             child_pid = ready.pid,
