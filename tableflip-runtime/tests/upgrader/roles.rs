@@ -43,6 +43,11 @@ fn wait_file(name: &str) -> bool {
     false
 }
 
+/// `Ok`, or the error's variant name.
+fn outcome(r: &Result<u32, UpgradeError>) -> String {
+    r.as_ref().map_or_else(kind, |_| "Ok".into())
+}
+
 fn kind(e: &UpgradeError) -> String {
     let s = format!("{e:?}");
     s.split([' ', '{', '('])
@@ -122,13 +127,7 @@ async fn role(scenario: &str) -> Result<(), String> {
     match (scenario, child) {
         ("not_ready", false) => {
             let r = upg.upgrade().await;
-            report(
-                "upgrade",
-                &[(
-                    "result",
-                    r.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
-                )],
-            );
+            report("upgrade", &[("result", outcome(&r))]);
         }
         ("networks", false) => {
             networks_parent(&upg)?;
@@ -160,22 +159,10 @@ async fn role(scenario: &str) -> Result<(), String> {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 let second = upg.upgrade().await;
-                report(
-                    "second",
-                    &[(
-                        "result",
-                        second.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
-                    )],
-                );
+                report("second", &[("result", outcome(&second))]);
                 std::fs::write(dir().join("go"), "").unwrap();
                 let first = first.await.unwrap();
-                report(
-                    "upgrade",
-                    &[(
-                        "result",
-                        first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
-                    )],
-                );
+                report("upgrade", &[("result", outcome(&first))]);
             } else {
                 upgrade_and_report(&upg).await;
             }
@@ -201,21 +188,9 @@ async fn role(scenario: &str) -> Result<(), String> {
             }
             upg.stop();
             let first = first.await.unwrap();
-            report(
-                "upgrade",
-                &[(
-                    "result",
-                    first.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
-                )],
-            );
+            report("upgrade", &[("result", outcome(&first))]);
             let again = upg.upgrade().await;
-            report(
-                "again",
-                &[(
-                    "result",
-                    again.map(|_| "Ok".into()).unwrap_or_else(|e| kind(&e)),
-                )],
-            );
+            report("again", &[("result", outcome(&again))]);
             report("exit", &[("reason", format!("{:?}", upg.exit().await))]);
         }
         ("hook", false) => {
