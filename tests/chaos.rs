@@ -63,6 +63,23 @@ impl Deployed {
         swap_script(&self.exe, &format!("#!/bin/sh\n{body}\n"));
     }
 
+    /// Deploys a script that records its pid and runs the real `http` example with
+    /// `WARMUP_MS`, signals an upgrade, and returns the successor's pid once it warms up
+    /// (holding its listener, not ready yet).
+    fn upgrade_to_warming_http(&self, old: i32, warmup_ms: u64) -> i32 {
+        let succ_pid = self.path("succ.pid");
+        self.script(&format!(
+            "echo $$ > {}\nWARMUP_MS={warmup_ms} exec {}",
+            q(&succ_pid),
+            q(&example("http"))
+        ));
+        signal(old, Signal::SIGHUP);
+        let succ = pid_in(&succ_pid);
+        self.svc.track(succ);
+        self.wait_log("warming up before ready", 1);
+        succ
+    }
+
     /// A file in the scratch directory.
     fn path(&self, name: &str) -> PathBuf {
         self.scratch.path(name)
@@ -364,16 +381,7 @@ fn sigkill_of_the_old_process_while_the_successor_initialises_leaves_the_success
     let load = HttpLoad::start(d.addr, 2, 2, Duration::from_secs(120));
 
     // A real successor that warms up for 2 s before it says ready.
-    let succ_pid = d.path("succ.pid");
-    d.script(&format!(
-        "echo $$ > {}\nWARMUP_MS=2000 exec {}",
-        q(&succ_pid),
-        q(&example("http"))
-    ));
-    signal(old, Signal::SIGHUP);
-    let succ = pid_in(&succ_pid);
-    d.svc.track(succ);
-    d.wait_log("warming up before ready", 1);
+    let succ = d.upgrade_to_warming_http(old, 2000);
     // Hold the successor where it is (initialising) while its parent dies.
     signal(succ, Signal::SIGSTOP);
     let mut svc = d.svc;
@@ -423,16 +431,7 @@ fn sigterm_during_an_upgrade_cancels_it_kills_the_child_and_drains_to_exit_0() {
     let old = d.pid();
     let load = HttpLoad::start(d.addr, 2, 2, Duration::from_secs(120));
 
-    let succ_pid = d.path("succ.pid");
-    d.script(&format!(
-        "echo $$ > {}\nWARMUP_MS=600000 exec {}",
-        q(&succ_pid),
-        q(&example("http"))
-    ));
-    signal(old, Signal::SIGHUP);
-    let succ = pid_in(&succ_pid);
-    d.svc.track(succ);
-    d.wait_log("warming up before ready", 1);
+    let succ = d.upgrade_to_warming_http(old, 600_000);
     let slow = load.paused(|| PendingRequest::send_accepted_by(d.addr, "/slow?ms=1000", old));
 
     let sigterm_at = SystemTime::now();
