@@ -378,7 +378,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const VECTORS: &str = include_str!("../../../shared/vectors/go-tableflip-names.tsv");
+    const VECTORS: &str = include_str!("../tests/vectors/go-tableflip-names.tsv");
 
     /// Parses the vectors' JSON column, an array of arrays of strings.
     fn parse_json(text: &str) -> Vec<Vec<String>> {

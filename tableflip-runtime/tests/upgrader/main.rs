@@ -472,7 +472,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn vector(name: &str) -> String {
-    let tsv = include_str!("../../../../shared/vectors/go-tableflip-names.tsv");
+    let tsv = include_str!("../vectors/go-tableflip-names.tsv");
     tsv.lines()
         .find(|l| l.split('\t').next() == Some(name))
         .and_then(|l| l.split('\t').nth(2))
