@@ -20,10 +20,12 @@ async fn main(
     tf: Handle,
 ) -> std::io::Result<()> {
     let msg = format!("hello from pid {}\n", std::process::id());
+    let mut backoff = tableflip::AcceptBackoff::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((mut conn, _)) => {
+                    backoff.succeeded();
                     let in_flight = tf.track();
                     let msg = msg.clone();
                     tokio::spawn(async move {
@@ -32,8 +34,8 @@ async fn main(
                         drop(in_flight);
                     });
                 }
-                // Out of descriptors and the like: keep serving.
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                // Out of descriptors and the like: back off, log at a bounded rate.
+                Err(e) => backoff.failed(&e).await,
             },
             _ = tf.shutdown() => return Ok(()),
         }

@@ -73,7 +73,7 @@ async fn main(
     // Once shutdown has begun, every answer tells the client not to reuse the connection.
     let draining = tf.clone();
     let app = app.layer(axum::middleware::map_response(move |mut res: Response| {
-        let close = draining.upgrader().exit_reason().is_some();
+        let close = draining.is_draining();
         async move {
             if close {
                 let value = HeaderValue::from_static("close");
@@ -93,16 +93,18 @@ async fn main(
     }
     tf.ready()?;
 
+    let mut backoff = tableflip::AcceptBackoff::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((conn, _)) => {
+                    backoff.succeeded();
                     // The drain waits for this connection until the guard is dropped.
                     let in_flight = tf.track();
                     tokio::spawn(serve(conn, app.clone(), tf.clone(), in_flight));
                 }
-                // Out of descriptors and the like: keep serving.
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                // Out of descriptors and the like: back off, log at a bounded rate.
+                Err(e) => backoff.failed(&e).await,
             },
             _ = tf.shutdown() => return Ok(()),
         }

@@ -53,17 +53,20 @@ async fn serve() -> Result<(), tableflip::Error> {
     upg.ready()?;
 
     let mut in_flight = JoinSet::new();
+    let mut backoff = tableflip::AcceptBackoff::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((mut conn, _)) => {
+                    backoff.succeeded();
                     in_flight.spawn(async move {
                         let msg = format!("hello from pid {}\n", std::process::id());
                         let _ = conn.write_all(msg.as_bytes()).await;
                         let _ = conn.shutdown().await;
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                // Out of descriptors and the like: back off, log at a bounded rate.
+                Err(e) => backoff.failed(&e).await,
             },
             _ = hup.recv() => {
                 let upg = upg.clone();

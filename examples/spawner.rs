@@ -25,10 +25,12 @@ async fn main(
     #[listener("tcp", env = "ADDR", default = "127.0.0.1:8081")] listener: TcpListener,
     tf: Handle,
 ) -> std::io::Result<()> {
+    let mut backoff = tableflip::AcceptBackoff::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((conn, _)) => {
+                    backoff.succeeded();
                     let in_flight = tf.track();
                     tokio::spawn(async move {
                         if let Err(e) = serve(conn).await {
@@ -37,7 +39,8 @@ async fn main(
                         drop(in_flight);
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                // Out of descriptors and the like: back off, log at a bounded rate.
+                Err(e) => backoff.failed(&e).await,
             },
             _ = tf.shutdown() => return Ok(()),
         }

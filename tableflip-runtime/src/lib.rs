@@ -8,6 +8,7 @@
 //!
 //! The wire handshake is described in `docs/protocol.md`.
 
+mod accept;
 mod addr;
 mod child;
 mod env;
@@ -24,6 +25,7 @@ mod sys;
 mod systemd;
 mod upgrader;
 
+pub use accept::AcceptBackoff;
 pub use addr::{Address, Network, format_inet, parse_address, parse_duration};
 pub use env::{SENTINEL, init};
 pub use error::{AddrError, BoxError, Error, UpgradeError};

@@ -319,6 +319,14 @@ impl Handle {
         self.upgrader.exit().await
     }
 
+    /// Has shutdown begun: a successor took over, or the service is stopping? From then on
+    /// the service should accept nothing new and tell clients of long-lived connections to
+    /// go elsewhere (an HTTP server answers with `Connection: close`, for instance).
+    /// [`shutdown`](Self::shutdown) resolves at the same moment.
+    pub fn is_draining(&self) -> bool {
+        self.upgrader.exit_reason().is_some()
+    }
+
     /// Was this process started by an upgrade?
     pub fn has_parent(&self) -> bool {
         self.upgrader.has_parent()
