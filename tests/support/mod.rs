@@ -16,6 +16,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+pub mod go;
+
 /// The bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(30);
 

@@ -1,0 +1,87 @@
+// Command hello is the Go tableflip peer of the project's `hello` example: TCP on $ADDR
+// (default 127.0.0.1:8080); to every connection it writes `hello from pid <PID>\n` and
+// closes it. SIGHUP upgrades, SIGTERM and SIGINT stop gracefully; after a handover it
+// stops accepting, finishes the greetings in flight and exits.
+package main
+
+import (
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+)
+
+func main() {
+	log.SetPrefix(fmt.Sprintf("go-hello pid=%d ", os.Getpid()))
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+
+	upg, err := tableflip.New(tableflip.Options{})
+	if err != nil {
+		log.Fatalln("tableflip:", err)
+	}
+	defer upg.Stop()
+
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		for s := range sig {
+			if s != syscall.SIGHUP {
+				upg.Stop()
+				continue
+			}
+			if err := upg.Upgrade(); err != nil {
+				log.Println("upgrade failed; still serving:", err)
+			}
+		}
+	}()
+
+	ln, err := upg.Listen("tcp", addr)
+	if err != nil {
+		log.Fatalln("can't listen:", err)
+	}
+	greeting := []byte(fmt.Sprintf("hello from pid %d\n", os.Getpid()))
+
+	var inFlight sync.WaitGroup
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Temporary() {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				return
+			}
+			inFlight.Add(1)
+			go func() {
+				defer inFlight.Done()
+				_, _ = conn.Write(greeting)
+				_ = conn.Close()
+			}()
+		}
+	}()
+
+	if err := upg.Ready(); err != nil {
+		log.Fatalln("ready:", err)
+	}
+	<-upg.Exit()
+
+	time.AfterFunc(30*time.Second, func() {
+		log.Println("graceful shutdown timed out")
+		os.Exit(1)
+	})
+	_ = ln.Close()
+	<-accepting
+	inFlight.Wait()
+}
