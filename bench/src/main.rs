@@ -1,5 +1,6 @@
-//! The tableflip benchmark: upgrades measured side by side with the fork+exec floor, a peer
-//! (shellflip), growing listener counts, live load, and plain tokio.
+//! The tableflip benchmark: upgrades measured side by side with the fork+exec floor and the
+//! peers (Go tableflip, ecdysis, shellflip), growing listener counts, live load, and plain
+//! tokio.
 //!
 //! ```text
 //! cargo run --release --manifest-path bench/Cargo.toml              # full run
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cycles::{Floor, Record, Shellflip, Subject, Tableflip};
+use crate::cycles::{Floor, Hello, Record, Shellflip, Subject};
 use crate::load::Protocol;
 use crate::report::{CycleRow, LoadRow, Report};
 
@@ -47,10 +48,11 @@ const FULL: Counts = Counts {
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
-        upgrades: 25,
-        warmup: Duration::from_secs(1),
+        rounds: 5,
+        upgrades: 5,
+        warmup: Duration::from_millis(500),
         gap: Duration::from_millis(300),
-        tail: Duration::from_secs(1),
+        tail: Duration::from_millis(500),
     },
     overhead: overhead::Plan {
         conns: 64,
@@ -64,6 +66,7 @@ const QUICK: Counts = Counts {
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
+        rounds: 1,
         upgrades: 2,
         warmup: Duration::from_millis(300),
         gap: Duration::from_millis(100),
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         }
     };
     let mut report = Report::new(args.quick, bins.examples_profile, counts.load.conns);
+    report.go_version = bins.go.as_ref().ok().map(|g| g.version.clone());
     // From here on the reaper collects every exit.
     procs::Reaper::get();
 
@@ -295,21 +299,39 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
         error: Some(e),
         ..Record::default()
     };
-    add(
-        CycleRow::new("upgrade", "tableflip `hello`"),
-        Tableflip::start(&bins.hello, "hello", &[])
+    let skipped = |why: &String| Record {
+        skipped: Some(why.clone()),
+        ..Record::default()
+    };
+    let hello = |exe: &std::path::Path, tag: &str| {
+        Hello::start(exe, tag, &[])
             .map(|s| Box::new(s) as Box<dyn Subject>)
-            .map_err(failed),
+            .map_err(failed)
+    };
+    add(
+        CycleRow::new("upgrade", report::TABLEFLIP_HELLO),
+        hello(&bins.hello, "hello"),
     );
     add(
-        CycleRow::new("upgrade", "floor"),
-        Ok(Box::new(Floor::new(&bins.floor))),
+        CycleRow::new("upgrade", report::GO_HELLO),
+        match &bins.go {
+            Ok(go) => hello(&go.hello, "go-hello"),
+            Err(why) => Err(skipped(why)),
+        },
     );
     add(
-        CycleRow::new("upgrade", "shellflip"),
+        CycleRow::new("upgrade", report::ECDYSIS_HELLO),
+        hello(&bins.ecdysis_hello, "ecdysis-hello"),
+    );
+    add(
+        CycleRow::new("upgrade", report::SHELLFLIP),
         Shellflip::start(&bins.shellflip_hello)
             .map(|s| Box::new(s) as Box<dyn Subject>)
             .map_err(failed),
+    );
+    add(
+        CycleRow::new("upgrade", report::FLOOR),
+        Ok(Box::new(Floor::new(&bins.floor))),
     );
     let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft);
@@ -330,7 +352,7 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
         }
         add(
             CycleRow::new("growth", &n.to_string()),
-            Tableflip::start(
+            Hello::start(
                 &bins.many_listeners,
                 &format!("listeners-{n}"),
                 &[("LISTENERS", n.to_string())],
@@ -356,41 +378,63 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
     report.cycles = rows;
 }
 
-/// Section 5: the `http` example under load, one request per connection and keep-alive
-/// (the example closes keep-alive connections without the retry race: `retried` shows it).
+/// Section 5: the `http` example and its peers under load, one request per connection and
+/// keep-alive, every server in turn for a few upgrades at a time.
 fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts, r: &mut Report) {
-    for (protocol, server, exe, tag) in [
-        (Protocol::HttpClose, "`http`", &bins.http, "load-close"),
-        (
-            Protocol::HttpKeepAlive,
-            "`http`",
-            &bins.http,
-            "load-keepalive",
-        ),
-    ] {
-        let bar = bar(counts.load.upgrades, tag);
-        let run = under_load::run(rt, exe, tag, protocol, counts.load, || bar.inc(1));
-        bar.finish_and_clear();
-        eprintln!("{tag}: done");
+    let _sweep = procs::Sweep;
+    let mut servers: Vec<(&'static str, &std::path::Path)> = vec![(report::TABLEFLIP_HTTP, &bins.http)];
+    match &bins.go {
+        Ok(go) => servers.push((report::GO_HTTP, &go.http)),
+        Err(why) => r.skipped.push((report::GO_HTTP, why.clone())),
+    }
+    servers.push((report::ECDYSIS_HTTP, &bins.ecdysis_http));
+    let mut live: Vec<(&'static str, Protocol, Result<under_load::Live, String>)> = Vec::new();
+    for protocol in [Protocol::HttpClose, Protocol::HttpKeepAlive] {
+        for (i, (server, exe)) in servers.iter().enumerate() {
+            let tag = format!("load-{}-{i}", load::mode_tag(protocol));
+            live.push((server, protocol, under_load::Live::start(exe, &tag)));
+        }
+    }
+    let plan = counts.load;
+    let bar = bar(plan.rounds * plan.upgrades * live.len(), "load");
+    for _ in 0..plan.rounds {
+        for (server, protocol, l) in &mut live {
+            let Ok(running) = l else { continue };
+            bar.set_message(format!("{server} {}", load::mode_tag(*protocol)));
+            if let Err(e) = running.turn(rt, *protocol, plan, || bar.inc(1)) {
+                *l = Err(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("load: done");
+    for (server, protocol, l) in live {
         r.load.push(LoadRow {
             server,
             protocol,
-            run,
+            run: l.map(|l| l.run),
         });
     }
 }
 
-/// Section 6: throughput and peak RSS of `hello` against the same server on plain tokio.
+/// Section 6: throughput and RSS of `hello` against its peers and the same server on plain
+/// tokio.
 fn overhead_section(
     rt: &tokio::runtime::Runtime,
     bins: &bins::Bins,
     counts: Counts,
     r: &mut Report,
 ) {
-    let bar = bar(counts.overhead.rounds * 2, "overhead");
-    let res = overhead::run(rt, &bins.hello, &bins.plain_hello, counts.overhead, || {
-        bar.inc(1)
-    });
+    let mut servers: Vec<(String, &std::path::Path)> =
+        vec![(report::TABLEFLIP_HELLO.into(), &bins.hello)];
+    match &bins.go {
+        Ok(go) => servers.push((report::GO_HELLO.into(), &go.hello)),
+        Err(why) => r.skipped.push((report::GO_HELLO, why.clone())),
+    }
+    servers.push((report::ECDYSIS_HELLO.into(), &bins.ecdysis_hello));
+    servers.push((report::PLAIN_TOKIO.into(), &bins.plain_hello));
+    let bar = bar(counts.overhead.rounds * servers.len(), "overhead");
+    let res = overhead::run(rt, &servers, counts.overhead, || bar.inc(1));
     bar.finish_and_clear();
     eprintln!("overhead: done");
     r.overhead = Some(res);
