@@ -12,6 +12,7 @@
 //! (the bench is their child subreaper); every wait and every loop is bounded.
 
 mod bins;
+mod breakdown;
 mod cycles;
 mod load;
 mod overhead;
@@ -38,6 +39,8 @@ const GROWTH: [usize; 4] = [1, 10, 100, 1000];
 #[derive(Clone, Copy, Debug)]
 struct Counts {
     cycles: usize,
+    /// Upgrades cut into phases.
+    breakdown: usize,
     gap: Duration,
     load: under_load::Plan,
     overhead: overhead::Plan,
@@ -45,6 +48,7 @@ struct Counts {
 
 const FULL: Counts = Counts {
     cycles: 60,
+    breakdown: 30,
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
@@ -63,6 +67,7 @@ const FULL: Counts = Counts {
 
 const QUICK: Counts = Counts {
     cycles: 3,
+    breakdown: 2,
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
@@ -85,21 +90,28 @@ struct Args {
     hammer: Option<(std::net::SocketAddr, f64)>,
     json: PathBuf,
     release_examples: bool,
-    /// Sections to run (`cycles`, `load`, `overhead`); all when empty.
+    /// Sections to run (`cycles`, `load`, `overhead`, `breakdown`); all when empty.
     only: Vec<String>,
+    /// `--candidate NAME=PATH`: more hello services cycled with the others (A/B runs).
+    candidates: Vec<(String, PathBuf)>,
 }
 
 const USAGE: &str = "usage: tableflip-bench [--quick] [--json PATH] [--release-examples]
-                       [--only LIST] [--hammer ADDR SECS]
+                       [--only LIST] [--hammer ADDR SECS] [--candidate NAME=PATH]...
 
   --quick              CI smoke run: every section with tiny counts; the examples are
                        taken in the dev profile (as `cargo test` built them), so the
                        figures mean nothing
   --json PATH          where to write the results (default: bench/results.json)
   --release-examples   with --quick: build and use the examples in release
-  --only LIST          run only these sections: cycles, load, overhead (comma-separated)
+  --only LIST          run only these sections: cycles, load, overhead, breakdown
+                       (comma-separated)
   --hammer ADDR SECS   only load the hello server at ADDR with 64 connections for SECS
                        seconds and print its throughput (to profile a server)
+  --candidate NAME=PATH
+                       also cycle the hello service at PATH (same contract as `hello`)
+                       in the upgrade table, in turn with the others: an A/B run of a
+                       change in one run (repeatable)
 
 With TABLEFLIP_BENCH_SAMPLES=DIR, the load section also writes every request's latency and
 every upgrade window there as CSV.";
@@ -111,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
         json: bins::product_dir().join("bench").join("results.json"),
         release_examples: false,
         only: Vec::new(),
+        candidates: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -120,13 +133,18 @@ fn parse_args() -> Result<Args, String> {
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 for s in list.split(',') {
-                    if !["cycles", "load", "overhead"].contains(&s) {
+                    if !["cycles", "load", "overhead", "breakdown"].contains(&s) {
                         return Err(format!("unknown section `{s}`"));
                     }
                     args.only.push(s.to_owned());
                 }
             }
             "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+            "--candidate" => {
+                let spec = it.next().ok_or("--candidate needs NAME=PATH")?;
+                let (name, path) = spec.split_once('=').ok_or("--candidate needs NAME=PATH")?;
+                args.candidates.push((name.to_owned(), path.into()));
+            }
             "--hammer" => {
                 let addr = it.next().and_then(|a| a.parse().ok());
                 let secs = it.next().and_then(|s| s.parse().ok());
@@ -203,13 +221,19 @@ fn main() -> ExitCode {
 
     let run = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     if run("cycles") {
-        cycle_sections(&bins, counts, &mut report);
+        cycle_sections(&bins, counts, &args.candidates, &mut report);
     }
     if run("load") {
         load_section(&rt, &bins, counts, &mut report);
     }
     if run("overhead") {
         overhead_section(&rt, &bins, counts, &mut report);
+    }
+    if run("breakdown") {
+        let bar = bar(1, "breakdown");
+        report.breakdown = Some(breakdown::run(&bins.hello, counts.breakdown));
+        bar.finish_and_clear();
+        eprintln!("breakdown: done");
     }
     procs::kill_all();
     drop(rt);
@@ -283,7 +307,12 @@ fn bar(len: usize, prefix: &'static str) -> ProgressBar {
 
 /// Sections 1 to 4: the upgrade cycle of `hello`, the floor, shellflip, and growing listener
 /// counts, all cycled in turn in one loop.
-fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
+fn cycle_sections(
+    bins: &bins::Bins,
+    counts: Counts,
+    candidates: &[(String, PathBuf)],
+    report: &mut Report,
+) {
     let _sweep = procs::Sweep;
     let mut rows: Vec<CycleRow> = Vec::new();
     let mut subjects: Vec<(String, Box<dyn Subject>)> = Vec::new();
@@ -333,6 +362,12 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
         CycleRow::new("upgrade", report::FLOOR),
         Ok(Box::new(Floor::new(&bins.floor))),
     );
+    for (i, (name, path)) in candidates.iter().enumerate() {
+        add(
+            CycleRow::new("upgrade", &format!("candidate `{name}`")),
+            hello(path, &format!("candidate-{i}")),
+        );
+    }
     let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft);
     for n in GROWTH {

@@ -87,6 +87,7 @@ pub(crate) struct Report {
     pub(crate) skipped: Vec<(&'static str, String)>,
     /// `go version`, when the Go peers were built.
     pub(crate) go_version: Option<String>,
+    pub(crate) breakdown: Option<Result<Vec<crate::breakdown::Phase>, String>>,
 }
 
 fn loadavg() -> String {
@@ -237,6 +238,7 @@ impl Report {
             overhead_plan: plan.overhead,
             skipped: Vec::new(),
             go_version: None,
+            breakdown: None,
         }
     }
 
@@ -250,6 +252,7 @@ impl Report {
         self.cycles.iter().any(|r| r.record.error.is_some())
             || self.load.iter().any(|l| l.run.is_err())
             || matches!(self.overhead, Some(Err(_)))
+            || matches!(self.breakdown, Some(Err(_)))
     }
 
     fn command(&self) -> &'static str {
@@ -461,6 +464,7 @@ impl Report {
         self.md_growth(&mut line);
         self.md_load(&mut line);
         self.md_overhead(&mut line);
+        self.md_breakdown(&mut line);
         line("");
         line("### Targets (issue 13)");
         line("");
@@ -682,6 +686,38 @@ impl Report {
             "Ratios are medians of per-round ratios (the servers take turns within a round). \
              VmHWM counts the program's code pages too (shared through the page cache); \
              RssAnon is the private part.",
+        );
+    }
+}
+
+impl Report {
+    fn md_breakdown(&self, line: &mut impl FnMut(&str)) {
+        line("");
+        line(
+            "### 7. Where the time goes: upgrades of `hello` cut into phases \
+             (the runtime's `RUST_LOG=debug` timestamps and the bench's clocks)",
+        );
+        line("");
+        let phases = match &self.breakdown {
+            None => return line("not run"),
+            Some(Err(e)) => return line(&format!("error: {}", first_line(e))),
+            Some(Ok(p)) => p,
+        };
+        line("| phase | covers | n | ms (p50 / p99 / max) |");
+        line("|---|---|---|---|");
+        for p in phases {
+            line(&format!(
+                "| {} | {} | {} | {} |",
+                p.name,
+                p.covers,
+                p.ms.n,
+                p.ms.cell()
+            ));
+        }
+        line("");
+        line(
+            "Phases come from separate upgrades' medians, so they need not add up to the \
+             totals exactly; the debug log itself costs a little.",
         );
     }
 }

@@ -139,6 +139,13 @@ impl Report {
             "load": load,
             "overhead": overhead,
             "targets": targets,
+            "breakdown": match &self.breakdown {
+                None => Value::Null,
+                Some(Err(e)) => json!({ "error": e }),
+                Some(Ok(phases)) => json!(phases.iter().map(|p| json!({
+                    "phase": p.name, "covers": p.covers, "ms": p.ms.json(),
+                })).collect::<Vec<_>>()),
+            },
         })
     }
 }
