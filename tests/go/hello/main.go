@@ -1,7 +1,12 @@
 // Command hello is the Go tableflip peer of the project's `hello` example: TCP on $ADDR
 // (default 127.0.0.1:8080); to every connection it writes `hello from pid <PID>\n` and
-// closes it. SIGHUP upgrades, SIGTERM and SIGINT stop gracefully; after a handover it
-// stops accepting, finishes the greetings in flight and exits.
+// closes it. SIGHUP upgrades, SIGTERM and SIGINT stop gracefully.
+//
+// After a handover it does what tableflip's own TCP example does: it returns from main
+// without closing the listener, here once the greetings in flight are written. Closing it
+// first can hang: exec.Cmd's ExtraFiles put the shared socket into blocking mode while the
+// child starts (golang/go#29277), and an accept the old process entered meanwhile then
+// blocks in the kernel until another connection arrives, while Close waits for it.
 package main
 
 import (
@@ -51,9 +56,7 @@ func main() {
 	greeting := []byte(fmt.Sprintf("hello from pid %d\n", os.Getpid()))
 
 	var inFlight sync.WaitGroup
-	accepting := make(chan struct{})
 	go func() {
-		defer close(accepting)
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
@@ -81,7 +84,5 @@ func main() {
 		log.Println("graceful shutdown timed out")
 		os.Exit(1)
 	})
-	_ = ln.Close()
-	<-accepting
 	inFlight.Wait()
 }
