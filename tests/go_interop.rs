@@ -112,8 +112,7 @@ fn wait_new_pid(s: &Swappable, addr: SocketAddr, old: i32, what: &str) -> i32 {
 }
 
 #[test]
-fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_on_the_old_side()
-{
+fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_on_the_old_side() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(go_http) = go_peer("http") else {
         return;
@@ -123,7 +122,10 @@ fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_o
     let mut s = Swappable::start(
         "go-http",
         &go_http,
-        &[("ADDR", &addr.to_string()), ("TABLEFLIP_DRAIN_TIMEOUT", "10s")],
+        &[
+            ("ADDR", &addr.to_string()),
+            ("TABLEFLIP_DRAIN_TIMEOUT", "10s"),
+        ],
     );
     let first = s.svc.first_pid();
     wait_until("the Go service answers", || {
@@ -139,9 +141,8 @@ fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_o
     ];
     for (what, next_binary) in steps {
         s.deploy(next_binary);
-        let slow = load.paused(|| {
-            PendingRequest::send_accepted_by(addr, &format!("/slow?ms={SLOW_MS}"), pid)
-        });
+        let slow = load
+            .paused(|| PendingRequest::send_accepted_by(addr, &format!("/slow?ms={SLOW_MS}"), pid));
         signal(pid, Signal::SIGHUP);
         let next = wait_new_pid(&s, addr, pid, what);
         s.svc.track(next);
@@ -151,7 +152,10 @@ fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_o
             "{what}: the new process runs the binary just deployed"
         );
         let answer = slow.answer().unwrap_or_else(|e| {
-            panic!("{what}: the slow request in flight failed: {e}; log:\n{}", s.log())
+            panic!(
+                "{what}: the slow request in flight failed: {e}; log:\n{}",
+                s.log()
+            )
         });
         assert_eq!(
             parse_pid(&answer),
@@ -175,7 +179,11 @@ fn http_service_upgrades_go_rust_go_rust_under_load_and_finishes_slow_requests_o
         s.log()
     );
     assert!(report.ok > 0, "the load ran");
-    assert_eq!(http_pid_of(addr).ok(), Some(pid), "the last Rust process answers");
+    assert_eq!(
+        http_pid_of(addr).ok(),
+        Some(pid),
+        "the last Rust process answers"
+    );
     s.stop(pid);
 }
 
@@ -224,7 +232,11 @@ fn rust_service_serves_on_past_a_failing_go_successor(mode: &str, go_says: &str)
     wait_until("the failed upgrade to be logged", || {
         s.svc.log_count("upgrade failed") > 0
     });
-    assert_eq!(http_pid_of(addr).ok(), Some(first), "the Rust process serves on");
+    assert_eq!(
+        http_pid_of(addr).ok(),
+        Some(first),
+        "the Rust process serves on"
+    );
     assert_eq!(
         tagged_pids(&s.tag).into_iter().collect::<Vec<_>>(),
         vec![first],

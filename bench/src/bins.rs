@@ -108,7 +108,10 @@ fn go_peers() -> Result<GoPeers, String> {
             .arg(".")
             .current_dir(product_dir().join("tests").join("go").join(name))
             .env("GO111MODULE", "off")
-            .env("GOPATH", format!("{}:{GOCODE}", root.join("gopath").display()))
+            .env(
+                "GOPATH",
+                format!("{}:{GOCODE}", root.join("gopath").display()),
+            )
             .env("GOCACHE", root.join("cache"))
             .env("GOFLAGS", "")
             .env("GOPROXY", "off")

@@ -140,7 +140,8 @@ pub(crate) fn run(exe: &Path, cycles: usize) -> Result<Vec<Phase>, String> {
 }
 
 fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// `2026-12-03T08:29:29.207591Z` (tracing's UTC timestamps) in µs since the epoch.
@@ -172,12 +173,18 @@ mod tests {
 
     #[test]
     fn timestamps_are_microseconds_since_the_epoch() {
-        assert_eq!(parse_timestamp("1970-01-01T00:00:01.000002Z"), Some(1_000_002));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:01.000002Z"),
+            Some(1_000_002)
+        );
         assert_eq!(
             parse_timestamp("2026-12-03T08:29:29.207591Z"),
             Some(1_796_286_569_207_591)
         );
-        assert_eq!(parse_timestamp("2000-02-29T00:00:00.5Z"), Some(951_782_400_500_000));
+        assert_eq!(
+            parse_timestamp("2000-02-29T00:00:00.5Z"),
+            Some(951_782_400_500_000)
+        );
         assert_eq!(parse_timestamp("garbage"), None);
     }
 }

@@ -417,7 +417,8 @@ fn cycle_sections(
 /// keep-alive, every server in turn for a few upgrades at a time.
 fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts, r: &mut Report) {
     let _sweep = procs::Sweep;
-    let mut servers: Vec<(&'static str, &std::path::Path)> = vec![(report::TABLEFLIP_HTTP, &bins.http)];
+    let mut servers: Vec<(&'static str, &std::path::Path)> =
+        vec![(report::TABLEFLIP_HTTP, &bins.http)];
     match &bins.go {
         Ok(go) => servers.push((report::GO_HTTP, &go.http)),
         Err(why) => r.skipped.push((report::GO_HTTP, why.clone())),

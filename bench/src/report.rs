@@ -365,7 +365,10 @@ impl Report {
             .into_iter()
             .filter_map(|p| {
                 let r = self.load_run(TABLEFLIP_HTTP, p)?;
-                Some((mode_name(p).to_owned(), ratio(r.during().p99, r.steady().p99)))
+                Some((
+                    mode_name(p).to_owned(),
+                    ratio(r.during().p99, r.steady().p99),
+                ))
             })
             .collect();
         if !p99s.is_empty() {
@@ -509,7 +512,10 @@ impl Report {
                 other => other.to_owned(),
             };
             if let Some(why) = row.record.skipped.as_ref().or(row.record.error.as_ref()) {
-                line(&format!("| {name} | {how} | - | {} | | | |", first_line(why)));
+                line(&format!(
+                    "| {name} | {how} | - | {} | | | |",
+                    first_line(why)
+                ));
                 continue;
             }
             let (ga, gg) = self.go_ratios(row);
@@ -734,9 +740,7 @@ fn restart_how(name: &str) -> &'static str {
              the new process binds a new port"
         }
         GO_HELLO => "SIGHUP, `Upgrade()`; the listener is handed over",
-        ECDYSIS_HELLO => {
-            "SIGHUP, its `tokio_echo` example's pattern; the listener is handed over"
-        }
+        ECDYSIS_HELLO => "SIGHUP, its `tokio_echo` example's pattern; the listener is handed over",
         _ => "SIGHUP; the listener is handed over",
     }
 }

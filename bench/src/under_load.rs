@@ -110,8 +110,21 @@ impl Live {
             deadline: base + plan.warmup + plan.tail + per_upgrade * plan.upgrades as u32 + WAIT,
             max_per_conn: 10_000_000,
         };
-        let load = rt.spawn(load::run(self.addr, protocol, plan.conns, base, limits.clone()));
-        let driven = drive(self.addr, &mut self.pid, &self.log, base, plan, &mut progress);
+        let load = rt.spawn(load::run(
+            self.addr,
+            protocol,
+            plan.conns,
+            base,
+            limits.clone(),
+        ));
+        let driven = drive(
+            self.addr,
+            &mut self.pid,
+            &self.log,
+            base,
+            plan,
+            &mut progress,
+        );
         limits
             .stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -235,10 +248,17 @@ fn dump(tag: &str, outcome: &Outcome, windows: &[Window]) {
         use std::io::Write;
         let path = dir.join(name);
         let fresh = !path.exists();
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
         if let Ok(mut f) = f {
             // Every turn has its own time base; the header is written once.
-            let body = if fresh { &text[..] } else { text.split_once('\n').map_or("", |x| x.1) };
+            let body = if fresh {
+                &text[..]
+            } else {
+                text.split_once('\n').map_or("", |x| x.1)
+            };
             let _ = f.write_all(body.as_bytes());
         }
     };

@@ -71,7 +71,9 @@ fn missing_toolchain() -> Option<&'static str> {
     }
     let lib = Path::new(GOCODE).join("src/github.com/cloudflare/tableflip/upgrader.go");
     if !lib.exists() {
-        return Some("Go tableflip's source (apt-get install golang-github-cloudflare-tableflip-dev)");
+        return Some(
+            "Go tableflip's source (apt-get install golang-github-cloudflare-tableflip-dev)",
+        );
     }
     None
 }
@@ -89,7 +91,10 @@ fn go_dir() -> PathBuf {
 fn go_env(root: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("GO111MODULE", "off".into()),
-        ("GOPATH", format!("{}:{GOCODE}", root.join("gopath").display())),
+        (
+            "GOPATH",
+            format!("{}:{GOCODE}", root.join("gopath").display()),
+        ),
         ("GOCACHE", root.join("cache").display().to_string()),
         ("GOFLAGS", String::new()),
         ("GOPROXY", "off".into()),

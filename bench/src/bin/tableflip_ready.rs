@@ -9,7 +9,12 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     Service::builder()
-        .listener(ListenerSpec::from_env("l0", "tcp", "ADDR", Some("127.0.0.1:0")))
+        .listener(ListenerSpec::from_env(
+            "l0",
+            "tcp",
+            "ADDR",
+            Some("127.0.0.1:0"),
+        ))
         .run(|mut listeners, _tf| {
             let listener: TcpListener = listeners.take("l0")?;
             Ok(async move {

@@ -87,9 +87,8 @@ impl Report {
                 let plain = self.server(PLAIN_TOKIO);
                 let go = self.server(GO_HELLO);
                 let vs = |s: &Server, o: Option<&Server>| o.map(|o| paired_ratio(s, o));
-                let diff = |s: &Server, f: fn(&Server) -> u64| {
-                    plain.map(|p| f(s) as i64 - f(p) as i64)
-                };
+                let diff =
+                    |s: &Server, f: fn(&Server) -> u64| plain.map(|p| f(s) as i64 - f(p) as i64);
                 let all: Vec<Value> = servers
                     .iter()
                     .map(|s| {
