@@ -55,7 +55,12 @@ func main() {
 	}
 	greeting := []byte(fmt.Sprintf("hello from pid %d\n", os.Getpid()))
 
-	var inFlight sync.WaitGroup
+	// Greetings in flight, counted under a mutex rather than with a WaitGroup: the accept
+	// loop may start one while main waits for them (WaitGroup forbids an Add from zero
+	// concurrent with Wait).
+	var mu sync.Mutex
+	idle := sync.NewCond(&mu)
+	inFlight := 0
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -66,11 +71,16 @@ func main() {
 				}
 				return
 			}
-			inFlight.Add(1)
+			mu.Lock()
+			inFlight++
+			mu.Unlock()
 			go func() {
-				defer inFlight.Done()
 				_, _ = conn.Write(greeting)
 				_ = conn.Close()
+				mu.Lock()
+				inFlight--
+				idle.Broadcast()
+				mu.Unlock()
 			}()
 		}
 	}()
@@ -84,5 +94,9 @@ func main() {
 		log.Println("graceful shutdown timed out")
 		os.Exit(1)
 	})
-	inFlight.Wait()
+	mu.Lock()
+	for inFlight > 0 {
+		idle.Wait()
+	}
+	mu.Unlock()
 }
