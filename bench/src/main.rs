@@ -249,7 +249,14 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
-    let _ = std::fs::remove_dir_all(procs::scratch());
+    if failed {
+        eprintln!(
+            "tableflip-bench: a section failed; the services' logs are kept in {}",
+            procs::scratch().display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(procs::scratch());
+    }
     if failed {
         ExitCode::FAILURE
     } else {

@@ -6,11 +6,11 @@
 // For the tests of a failed upgrade, $GO_PEER_FAIL_READY makes it fail before it is ready:
 // `exit` exits 3 once its listener is held, `hang` never reports ready.
 //
-// It follows tableflip's own http example: net/http's graceful Shutdown after Exit(). One
-// thing is added so that no accepted connection is lost: the process exits only when every
-// connection the server accepted has closed (tracked with ConnState), not merely when
+// It follows tableflip's own http example: net/http's graceful Shutdown after Exit(). Two
+// things are added. So that no accepted connection is lost, the process exits only when
+// every connection the server accepted has closed (tracked with ConnState), not merely when
 // Shutdown returns, since Shutdown can return while Serve hands over a connection it has
-// just accepted.
+// just accepted. And Shutdown's close of the listener is unstuck (wakeBlockedAccept).
 package main
 
 import (
@@ -119,8 +119,36 @@ func main() {
 		log.Println("graceful shutdown timed out")
 		os.Exit(1)
 	})
-	_ = server.Shutdown(context.Background())
-	<-served
+	shutdown := make(chan struct{})
+	go func() {
+		defer close(shutdown)
+		_ = server.Shutdown(context.Background())
+	}()
+	// Serve returns once the listener is closed.
+	wakeBlockedAccept(addr, served)
+	<-shutdown
 	conns.Wait()
 	log.Println("exiting")
+}
+
+// wakeBlockedAccept connects to addr every 10 ms until done is closed (at most 30 s): until
+// Serve has returned, its listener closed.
+//
+// exec.Cmd's ExtraFiles put the listening socket, shared with this process, into blocking
+// mode while the child starts (golang/go#29277). An accept this process entered then blocks
+// in the kernel, and Shutdown's Close of the listener waits for it: with only keep-alive
+// clients, all served by the child, no connection ever comes to end it. A connection of our
+// own does (the child may get some of them: they close at once, without a request).
+func wakeBlockedAccept(addr string, done <-chan struct{}) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			_ = c.Close()
+		}
+	}
 }
