@@ -17,6 +17,10 @@ pub fn go_peer(name: &str) -> Option<PathBuf> {
     static BUILT: Mutex<Option<HashMap<String, Option<PathBuf>>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let built = built.get_or_insert_with(HashMap::new);
+    if let Some(missing) = missing_toolchain() {
+        eprintln!("skipped: Go tableflip interop needs {missing}");
+        return None;
+    }
     if let Some(done) = built.get(name) {
         return done.clone();
     }
@@ -26,10 +30,6 @@ pub fn go_peer(name: &str) -> Option<PathBuf> {
 }
 
 fn build(name: &str) -> Option<PathBuf> {
-    if let Some(missing) = missing_toolchain() {
-        eprintln!("skipped: Go tableflip interop needs {missing}");
-        return None;
-    }
     let root = go_dir();
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("create the Go peers' directory");
@@ -59,8 +59,13 @@ fn build(name: &str) -> Option<PathBuf> {
     Some(exe)
 }
 
-/// What is missing to build Go tableflip peers, if anything.
+/// What is missing to build Go tableflip peers, if anything (asked once per test process).
 fn missing_toolchain() -> Option<&'static str> {
+    static MISSING: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *MISSING.get_or_init(find_missing)
+}
+
+fn find_missing() -> Option<&'static str> {
     let go = Command::new("go")
         .arg("version")
         .stdout(Stdio::null())
