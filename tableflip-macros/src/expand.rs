@@ -190,7 +190,7 @@ fn config(root: &TokenStream, options: &Options) -> TokenStream {
 /// A `Duration` computed at compile time, as `from_millis` when that is exact.
 fn duration(d: Spanned<std::time::Duration>) -> TokenStream {
     let nanos = d.value.as_nanos();
-    let (ctor, n) = if nanos % 1_000_000 == 0 {
+    let (ctor, n) = if nanos.is_multiple_of(1_000_000) {
         ("from_millis", nanos / 1_000_000)
     } else {
         ("from_nanos", nanos)
