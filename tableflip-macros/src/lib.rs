@@ -35,7 +35,7 @@
 //! }
 //! ```
 //!
-//! The stages are one file each: `parse` (the options) and `params` (the function and its
+//! The stages are one file each: `entry` runs them; `parse` (the options) and `params` (the function and its
 //! parameters) build the small AST in `ast`, `validate` checks what involves several parts,
 //! `expand` generates the code, and `fallback` is what is emitted on errors: every error as
 //! a spanned `compile_error!`, and the user's function kept so that IDEs still work.
@@ -48,6 +48,7 @@ use proc_macro::TokenStream;
 
 use tableflip_addr as addr;
 mod ast;
+mod entry;
 mod expand;
 mod fallback;
 mod params;
@@ -61,5 +62,5 @@ mod validate;
 /// options and parameters and shows the code it expands to.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::main(args.into(), item.into()).into()
+    entry::main(args.into(), item.into()).into()
 }
