@@ -179,7 +179,16 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.first.kill();
         let _ = self.first.wait();
-        let pids: Vec<i32> = self.pids.lock().unwrap().iter().copied().collect();
+        // Only pids that are still this test's descendants: one reaped elsewhere may have
+        // been handed by the kernel to some other process on the machine since.
+        let pids: Vec<i32> = self
+            .pids
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|&pid| is_descendant(pid))
+            .collect();
         for &pid in &pids {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -187,6 +196,21 @@ impl Drop for Service {
             wait_reaped(pid, Duration::from_secs(5));
         }
     }
+}
+
+/// Is `pid` a process (a zombie included) that this test process started, directly or
+/// through the generations it started? (The test is their subreaper: orphans come back to it.)
+pub fn is_descendant(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut at = pid;
+    for _ in 0..64 {
+        match ppid_of(at) {
+            Some(p) if p == me => return true,
+            Some(p) if p > 1 => at = p,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Spawns, retrying while the executable is busy (`ETXTBSY`): a binary the test has just
