@@ -63,9 +63,8 @@ impl Scenario {
         files: &[&str],
         unit: &'static str,
     ) -> Option<Scenario> {
-        let http = example("http");
         let c = Container::boot_or_skip(test, systemd)?;
-        c.install(&http, "/usr/local/bin/http");
+        c.install(&example("http"), "/usr/local/bin/http");
         for f in files {
             c.write(&format!("/etc/systemd/system/{f}"), &unit_file(f));
         }
@@ -198,6 +197,18 @@ impl Scenario {
         (main, requests)
     }
 
+    /// A long request on the main process `old`, then a reload: `old` hands over and drains
+    /// it. Returns the request and the new main process.
+    fn reload_draining(&self, old: i32) -> (PendingRequest, i32) {
+        let on_old = self.slow(2 * SLOW_MS, old);
+        self.systemctl(&["reload", self.unit]);
+        let main = self.serving(Some(old));
+        if !self.c.unit_pids(self.unit).contains(&old) {
+            self.fail(&format!("{old} should still be draining its request"));
+        }
+        (on_old, main)
+    }
+
     /// A `GET /slow` that the (container) process `pid` has accepted.
     fn slow(&self, ms: u64, pid: i32) -> PendingRequest {
         self.c
@@ -327,6 +338,31 @@ fn stop_after_reloads_drains_the_request_in_flight() {
     s.stopped_clean();
 }
 
+/// systemd 252: `systemctl stop` while the process a reload replaced still drains a request:
+/// systemd sends SIGTERM to every process of the unit (KillMode=control-group), and both
+/// that request and the one in flight on the main process are answered; the unit ends
+/// inactive/dead, Result=success.
+#[test]
+fn stop_during_a_drain_answers_both_generations() {
+    let test = "stop_during_a_drain_answers_both_generations";
+    let Some(s) = Scenario::new(
+        test,
+        Systemd::Host,
+        &["http-notify.service"],
+        "http-notify.service",
+    ) else {
+        return;
+    };
+    let first = s.start();
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    let (on_old, main) = s.reload_draining(old);
+    let on_main = s.slow(SLOW_MS, main);
+    s.systemctl(&["stop", s.unit]);
+    s.answered("the request on the draining process", on_old, old);
+    s.answered("the request on the main process", on_main, main);
+    s.stopped_clean();
+}
+
 /// systemd 252: `systemctl kill -s TERM` (SIGTERM to every process of the unit) after
 /// reloads, while the previous process still drains a request: both that one and the one in
 /// flight on the current main process are answered; the unit ends inactive/dead,
@@ -344,13 +380,9 @@ fn kill_term_after_reloads_drains_every_generation() {
     };
     let first = s.start();
     let (old, _) = s.reloads(FEW_RELOADS, first);
-    // A long request on the main process, which then hands over and drains it.
-    let on_old = s.slow(2 * SLOW_MS, old);
-    s.systemctl(&["reload", s.unit]);
-    let main = s.serving(Some(old));
-    if !s.c.unit_pids(s.unit).contains(&old) {
-        s.fail(&format!("{old} should still be draining its request"));
-    }
+    let (on_old, main) = s.reload_draining(old);
+    // The main process finishes first: systemd then sends SIGTERM again to what is left of
+    // the unit, the process still draining.
     let on_main = s.slow(SLOW_MS, main);
     s.systemctl(&["kill", "-s", "TERM", s.unit]);
     s.ended();

@@ -102,7 +102,8 @@ impl Systemd {
 #[derive(Debug)]
 pub struct Unsupported(pub String);
 
-/// Says why a test is skipped, in one line, and returns; under [`REQUIRE_VAR`] it fails.
+/// Says why a test is skipped, in one line (shown even when the harness captures output),
+/// and returns; under [`REQUIRE_VAR`] it fails.
 pub fn skip(test: &str, why: &Unsupported) {
     if std::env::var_os(REQUIRE_VAR).is_some_and(|v| v == "1") {
         panic!(
@@ -110,7 +111,10 @@ pub fn skip(test: &str, why: &Unsupported) {
             why.0
         );
     }
-    eprintln!("{test}: skipped: {}", why.0);
+    // Straight to the stderr descriptor: the test harness captures `eprintln!`, and this
+    // line must show in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {}", why.0);
 }
 
 /// What `systemctl show` says about a unit.
