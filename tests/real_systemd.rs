@@ -143,11 +143,11 @@ impl Scenario {
     fn start(&self) -> i32 {
         self.systemctl(&["start", self.unit]);
         let main = self.serving(None);
-        self.unchanged_restarts(0);
+        self.restarts_are(0);
         main
     }
 
-    fn unchanged_restarts(&self, n: u32) {
+    fn restarts_are(&self, n: u32) {
         let s = self.state();
         if s.n_restarts != n {
             self.fail(&format!("NRestarts={}, expected {n}", s.n_restarts));
@@ -182,7 +182,7 @@ impl Scenario {
         self.systemctl(&["reload", self.unit]);
         let new = self.serving(Some(old));
         self.alone(new);
-        self.unchanged_restarts(0);
+        self.restarts_are(0);
         (new, self.no_failures(step, load))
     }
 
@@ -259,7 +259,7 @@ impl Scenario {
             self.fail(&format!("the first request, which starts the service: {e}"));
         }
         let main = self.serving(None);
-        self.unchanged_restarts(0);
+        self.restarts_are(0);
         main
     }
 
@@ -269,7 +269,7 @@ impl Scenario {
             self.fail(&format!("expected {main} to serve"));
         }
         self.alone(main);
-        self.unchanged_restarts(0);
+        self.restarts_are(0);
     }
 }
 
@@ -410,7 +410,7 @@ fn restart_after_reloads_drains_and_refuses_nothing() {
     s.alone(main);
     s.no_failures("restart", load);
     s.answered("the request in flight at the restart", slow, old);
-    s.unchanged_restarts(0);
+    s.restarts_are(0);
 }
 
 /// systemd 252, socket activation: the socket unit starts the service at the first
@@ -455,7 +455,7 @@ fn kill_9_of_the_main_process_restarts_the_unit() {
     let main = s.serving(Some(old));
     s.alone(main);
     s.no_failures("kill -9 and restart", load);
-    s.unchanged_restarts(1);
+    s.restarts_are(1);
 }
 
 /// The unpacked systemd >= 253, or `None` after one line saying why there is none.

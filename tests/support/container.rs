@@ -21,7 +21,13 @@
 //!
 //! Dropping the container tears everything down, also when the test failed: PID 1 is killed
 //! (which ends every process of the container), `systemd-nspawn` is reaped, the overlay and
-//! the tmpfs are unmounted, the cgroups and directories made for it are removed.
+//! the tmpfs are unmounted, the cgroups and directories made for it are removed. A container
+//! belongs to the thread that booted it: should that thread end (or the whole test process
+//! be killed) before the container is dropped, the kernel signals nspawn, which then kills
+//! the container (only the mounts are left behind then).
+//!
+//! Each container has its own machine name, directories and cgroups, so tests may boot
+//! theirs side by side (libtest's threads, or nextest's processes). Booting takes 1-3 s.
 //!
 //! ```ignore
 //! let Some(c) = Container::boot_or_skip("my-test", Systemd::Host) else { return };
@@ -58,6 +64,9 @@ pub const REQUIRE_VAR: &str = "TABLEFLIP_REQUIRE_REAL_SYSTEMD";
 /// `TABLEFLIP_NEWER_SYSTEMD` names another directory. `tests/support/fetch-newer-systemd.sh`
 /// fills it from Debian's backports; `.ci/run` runs it.
 pub const NEWER_SYSTEMD_DEFAULT: &str = "/var/cache/tableflip/newer-systemd";
+
+/// The start of the names of every container's directory and cgroups.
+const PREFIX: &str = "tableflip-";
 
 /// The bound on the boot, up to `systemctl is-system-running` saying `running`.
 const BOOT_BOUND: Duration = Duration::from_secs(90);
@@ -176,10 +185,11 @@ impl Container {
     /// boot on a machine that has everything is a panic, with nspawn's console output.
     pub fn boot(test: &str, systemd: Systemd) -> Result<Container, Unsupported> {
         preflight()?;
+        sweep_stale();
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let name = format!("tf-{}-{n}", std::process::id());
-        let base = std::env::temp_dir().join(format!("tableflip-{name}"));
+        let base = std::env::temp_dir().join(format!("{PREFIX}{name}"));
         std::fs::create_dir_all(&base).expect("container base dir");
         let mut c = Container {
             name,
@@ -436,8 +446,11 @@ impl Container {
             ));
         }
         script.push_str("exec \"$@\"");
+        // Should this test process die without dropping the container, nspawn gets SIGTERM
+        // (`--pdeathsig`) and then kills the container's PID 1 (`--kill-signal`).
         let child = Command::new("sh")
-            .args(["-c", &script, "sh", "systemd-nspawn", "--quiet", "-D"])
+            .args(["-c", &script, "sh", "setpriv", "--pdeathsig", "TERM"])
+            .args(["systemd-nspawn", "--quiet", "--kill-signal=SIGKILL", "-D"])
             .arg(self.root())
             .args([
                 "-b",
@@ -559,7 +572,7 @@ fn preflight() -> Result<(), Unsupported> {
             "needs root (mounts, systemd-nspawn, nsenter)".into(),
         ));
     }
-    for tool in ["systemd-nspawn", "nsenter", "timeout", "mount"] {
+    for tool in ["systemd-nspawn", "nsenter", "setpriv", "timeout", "mount"] {
         if !on_path(tool) {
             return Err(Unsupported(format!(
                 "no `{tool}` on PATH (Debian: apt-get install systemd-container util-linux coreutils)"
@@ -617,6 +630,15 @@ fn find_pid1(nspawn: i32) -> Option<i32> {
 /// and the named `systemd` one), for one container's nspawn to start in. Hierarchies where
 /// that cannot be made are left out (nspawn then uses its own cgroup there).
 fn own_cgroups(name: &str) -> Vec<PathBuf> {
+    cgroup_parents()
+        .into_iter()
+        .map(|parent| parent.join(format!("{PREFIX}{name}")))
+        .filter(|dir| std::fs::create_dir(dir).is_ok())
+        .collect()
+}
+
+/// This process's own cgroup in each hierarchy nspawn uses.
+fn cgroup_parents() -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = Vec::new();
@@ -627,6 +649,7 @@ fn own_cgroups(name: &str) -> Vec<PathBuf> {
         let mount_point = left.split_whitespace().nth(4).unwrap_or_default();
         let mut fields = right.split_whitespace();
         let (fstype, options) = (fields.next(), fields.nth(1).unwrap_or_default());
+        // The line of /proc/self/cgroup for that hierarchy starts with this.
         let key = match fstype {
             Some("cgroup2") => "0::".to_owned(),
             Some("cgroup") if options.split(',').any(|o| o == "name=systemd") => {
@@ -637,17 +660,53 @@ fn own_cgroups(name: &str) -> Vec<PathBuf> {
             }
             _ => continue,
         };
-        let Some(path) = own.lines().find_map(|l| l.strip_prefix(key.as_str())) else {
-            continue;
-        };
-        let dir = Path::new(mount_point)
-            .join(path.trim_start_matches('/'))
-            .join(format!("tableflip-{name}"));
-        if std::fs::create_dir(&dir).is_ok() {
-            out.push(dir);
+        if let Some(path) = own.lines().find_map(|l| l.strip_prefix(key.as_str())) {
+            out.push(Path::new(mount_point).join(path.trim_start_matches('/')));
         }
     }
     out
+}
+
+/// Removes what containers of test processes that died without dropping them (killed by a
+/// timeout, say) left behind: their mounts, directories and cgroups. Once per test process;
+/// only for test processes that are gone.
+fn sweep_stale() {
+    static SWEPT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    SWEPT.get_or_init(|| {
+        // `tableflip-tf-<pid>-<n>`, of a pid that no longer runs.
+        let stale = |name: &str| {
+            name.strip_prefix(PREFIX)
+                .and_then(|rest| rest.strip_prefix("tf-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, n)| Some((pid.parse::<i32>().ok()?, n.parse::<u32>().ok()?)))
+                .is_some_and(|(pid, _)| !Path::new(&format!("/proc/{pid}")).exists())
+        };
+        let entries = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_str().is_some_and(stale))
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for base in entries(&std::env::temp_dir()) {
+            // Never a recursive removal: a directory still mounted is not empty, and stays.
+            for m in ["root", "mnt"] {
+                let _ = run_checked(Command::new("umount").arg(base.join(m)));
+            }
+            let _ = std::fs::remove_file(base.join("console.log"));
+            for d in ["root", "mnt", ""] {
+                let _ = std::fs::remove_dir(base.join(d));
+            }
+        }
+        for parent in cgroup_parents() {
+            for cg in entries(&parent) {
+                remove_cgroup_once(&cg);
+            }
+        }
+    });
 }
 
 /// Removes a cgroup and every cgroup below it, retrying while their processes go.
