@@ -156,7 +156,7 @@ impl Scenario {
 
     /// Clients inside the container: two keeping their connection alive, two opening a
     /// fresh one for every request.
-    fn load(&self) -> HttpLoad {
+    fn load(&self) -> NetLoad {
         let load = self.c.http_load(addr(), 2, 2, LOAD_BOUND);
         // Let the clients get going before the step they measure.
         std::thread::sleep(Duration::from_millis(200));
@@ -164,7 +164,7 @@ impl Scenario {
     }
 
     /// Ends a load phase: 0 failed requests, some answered.
-    fn no_failures(&self, step: &str, load: HttpLoad) -> HttpReport {
+    fn no_failures(&self, step: &str, load: NetLoad) -> HttpReport {
         let r = load.finish();
         if r.failed > 0 || r.ok == 0 {
             self.fail(&format!(

@@ -11,6 +11,8 @@
 //! - [`Container::in_net`] runs a closure on a thread that joined the container's network
 //!   namespace: every socket it (and every thread it spawns, such as [`HttpLoad`]'s clients)
 //!   creates lives there, so `127.0.0.1` is the container's loopback;
+//!   [`Container::http_load`] and [`Container::send_accepted_by`] start the shared HTTP
+//!   client loop and a request in flight there;
 //! - [`Container::install`] / [`Container::write`] put files into the container's root;
 //! - [`Container::show`], [`Container::unit_pids`], [`Container::journal`] tell what systemd
 //!   thinks of a unit, which processes its cgroup holds, and what it logged.
@@ -55,7 +57,7 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{HttpLoad, PendingRequest, install_file, ppid_of};
+use super::{HttpLoad, HttpReport, PendingRequest, install_file, ppid_of};
 
 /// Where `TABLEFLIP_REQUIRE_REAL_SYSTEMD=1` turns every "cannot run here" into a failure.
 pub const REQUIRE_VAR: &str = "TABLEFLIP_REQUIRE_REAL_SYSTEMD";
@@ -375,8 +377,10 @@ impl Container {
         keep_alive: usize,
         fresh: usize,
         bound: Duration,
-    ) -> HttpLoad {
-        self.in_net(|| HttpLoad::start(addr, keep_alive, fresh, bound))
+    ) -> NetLoad {
+        NetLoad(Some(
+            self.in_net(|| HttpLoad::start(addr, keep_alive, fresh, bound)),
+        ))
     }
 
     /// [`PendingRequest::send_accepted_by`] inside the container's network: `pid` is a
@@ -561,6 +565,31 @@ impl Drop for Container {
                 self.name,
                 self.base.display()
             );
+        }
+    }
+}
+
+/// An [`HttpLoad`] inside a container's network that also stops its clients when dropped
+/// unfinished (a test that failed meanwhile), rather than letting them hammer a torn-down
+/// container until their bound.
+pub struct NetLoad(Option<HttpLoad>);
+
+impl NetLoad {
+    /// [`HttpLoad::paused`].
+    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.0.as_ref().expect("running load").paused(f)
+    }
+
+    /// [`HttpLoad::finish`].
+    pub fn finish(mut self) -> HttpReport {
+        self.0.take().expect("running load").finish()
+    }
+}
+
+impl Drop for NetLoad {
+    fn drop(&mut self) {
+        if let Some(load) = self.0.take() {
+            load.finish();
         }
     }
 }
