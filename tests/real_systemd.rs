@@ -356,6 +356,9 @@ fn stop_during_a_drain_answers_both_generations() {
     let first = s.start();
     let (old, _) = s.reloads(FEW_RELOADS, first);
     let (on_old, main) = s.reload_draining(old);
+    // The main process's request ends first. Once the main process is gone, systemd sends
+    // SIGTERM again to what is left of the unit (its final-sigterm step): the process still
+    // draining gets a second stop signal unless it is gone by then.
     let on_main = s.slow(SLOW_MS, main);
     s.systemctl(&["stop", s.unit]);
     s.answered("the request on the draining process", on_old, old);
@@ -381,8 +384,9 @@ fn kill_term_after_reloads_drains_every_generation() {
     let first = s.start();
     let (old, _) = s.reloads(FEW_RELOADS, first);
     let (on_old, main) = s.reload_draining(old);
-    // The main process finishes first: systemd then sends SIGTERM again to what is left of
-    // the unit, the process still draining.
+    // The main process's request ends first. Once the main process is gone, systemd stops
+    // the unit: SIGTERM again to what is left of it, the process still draining, which gets
+    // a second stop signal unless it is gone by then.
     let on_main = s.slow(SLOW_MS, main);
     s.systemctl(&["kill", "-s", "TERM", s.unit]);
     s.ended();
