@@ -16,7 +16,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+mod container;
 pub mod go;
+#[allow(unused_imports)]
+pub use container::*;
 
 /// The bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(30);
