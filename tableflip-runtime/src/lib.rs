@@ -16,6 +16,7 @@ mod error;
 mod fds;
 mod gob;
 mod lifecycle;
+mod log;
 mod net;
 mod parent;
 mod pidfile;
