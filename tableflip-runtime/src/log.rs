@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Lines the queue holds before it drops.
-const QUEUE_LINES: usize = 16_384;
+/// Lines the queue holds before it drops (a few hundred KiB at most).
+const QUEUE_LINES: usize = 1024;
 
 /// Flushes the log at exit (when dropped).
 pub(crate) struct Guard(#[allow(dead_code)] WorkerGuard);
