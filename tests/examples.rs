@@ -245,10 +245,7 @@ fn a_second_sigterm_during_the_drain_exits_at_once() {
     });
     signal(pid, Signal::SIGTERM);
     assert_eq!(svc.wait_first_exit(), Some(128 + 15), "forced exit code");
-    assert!(
-        slow.answer().is_err(),
-        "the 60 s request was cut short"
-    );
+    assert!(slow.answer().is_err(), "the 60 s request was cut short");
 }
 
 #[test]

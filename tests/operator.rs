@@ -269,7 +269,8 @@ fn a_stderr_nobody_reads_never_stops_the_service() {
         &log[log.len().saturating_sub(3000)..]
     );
     assert!(
-        log.lines().any(|l| l.contains("drained; exiting") && l.contains(&format!("pid={new}"))),
+        log.lines()
+            .any(|l| l.contains("drained; exiting") && l.contains(&format!("pid={new}"))),
         "the last lines are flushed at exit: {}",
         &log[log.len().saturating_sub(3000)..]
     );
@@ -295,12 +296,23 @@ fn after_a_handover_the_first_stop_signal_continues_the_drain_and_the_second_for
     d.svc.track(new);
     signal(old, Signal::SIGTERM);
     let body = slow.answer().expect("the request in flight is answered");
-    assert_eq!(parse_pid(&body), Some(old), "by the old process, still draining");
+    assert_eq!(
+        parse_pid(&body),
+        Some(old),
+        "by the old process, still draining"
+    );
     assert!(!is_gone(old), "one stop signal does not end the drain");
     signal(old, Signal::SIGTERM);
     let mut svc = d.svc;
-    assert_eq!(svc.wait_first_exit(), Some(128 + 15), "the second one forces it");
-    assert!(hung.answer().is_err(), "the 60 s request was cut by the forced exit");
+    assert_eq!(
+        svc.wait_first_exit(),
+        Some(128 + 15),
+        "the second one forces it"
+    );
+    assert!(
+        hung.answer().is_err(),
+        "the 60 s request was cut by the forced exit"
+    );
     let report = load.finish();
     assert_eq!(report.failed, 0, "failed: {:?}", report.failures);
     assert_eq!(tagged_pids(&d.tag), [new].into(), "live processes");
@@ -370,7 +382,11 @@ fn zero_or_absurd_durations_are_refused_at_startup() {
             };
             let stderr = svc.stderr();
             assert_eq!(code, Some(1), "{var}={value}: {stderr}");
-            assert_eq!(stderr.lines().count(), 1, "{var}={value}: one line: {stderr}");
+            assert_eq!(
+                stderr.lines().count(),
+                1,
+                "{var}={value}: one line: {stderr}"
+            );
             assert!(
                 stderr.contains(var) && stderr.contains("hello: error:"),
                 "{var}={value}: {stderr}"
@@ -416,7 +432,10 @@ fn no_panic_at_any_open_files_limit() {
                 assert!(code.is_some_and(|c| c != 0), "limit {n}: {code:?}");
                 break false;
             }
-            assert!(Instant::now() < deadline, "limit {n}: neither served nor exited");
+            assert!(
+                Instant::now() < deadline,
+                "limit {n}: neither served nor exited"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         let log = svc.stderr();
@@ -496,7 +515,9 @@ fn accept_errors_back_off_with_a_bounded_log_and_serving_resumes() {
     );
     drop(idle);
     // Descriptors free up: it serves again.
-    wait_until("serving again", || http_pid_of(addr).is_ok_and(|p| p == pid));
+    wait_until("serving again", || {
+        http_pid_of(addr).is_ok_and(|p| p == pid)
+    });
     signal(pid, Signal::SIGTERM);
     assert_eq!(svc.wait_first_exit(), Some(0));
 }
@@ -550,7 +571,10 @@ fn a_full_or_closed_stderr_never_panics_or_stops_the_service() {
         };
         cmd.env("ADDR", addr.to_string()).env(TAG_VAR, &tag);
         if !closed {
-            let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(full);
         }
         let mut first = spawn_retrying_busy(&mut cmd);
@@ -572,7 +596,12 @@ fn a_full_or_closed_stderr_never_panics_or_stops_the_service() {
         };
         bad.env("ADDR", "not-an-address");
         if !closed {
-            bad.stderr(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+            bad.stderr(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            );
         }
         let status = bad.status().unwrap();
         assert_eq!(status.code(), Some(1), "closed={closed}");

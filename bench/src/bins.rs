@@ -14,6 +14,10 @@ pub(crate) struct Bins {
     pub(crate) many_listeners: PathBuf,
     pub(crate) plain_hello: PathBuf,
     pub(crate) shellflip_hello: PathBuf,
+    pub(crate) ecdysis_hello: PathBuf,
+    pub(crate) ecdysis_http: PathBuf,
+    /// The Go tableflip peers (`tests/go/hello`, `tests/go/http`), or why there are none.
+    pub(crate) go: Result<GoPeers, String>,
     /// The cargo profile the examples were built with.
     pub(crate) examples_profile: &'static str,
 }
@@ -54,7 +58,79 @@ pub(crate) fn build(release_examples: bool) -> Result<Bins, String> {
         many_listeners: find(&own, "many_listeners")?,
         plain_hello: find(&own, "plain_hello")?,
         shellflip_hello: find(&own, "shellflip_hello")?,
+        ecdysis_hello: find(&own, "ecdysis_hello")?,
+        ecdysis_http: find(&own, "ecdysis_http")?,
+        go: go_peers(),
         examples_profile: if release_examples { "release" } else { "dev" },
+    })
+}
+
+/// The Go tableflip peers.
+#[derive(Debug)]
+pub(crate) struct GoPeers {
+    pub(crate) hello: PathBuf,
+    pub(crate) http: PathBuf,
+    /// `go version`'s answer.
+    pub(crate) version: String,
+}
+
+/// Where Debian's `golang-github-cloudflare-tableflip-dev` puts the library source.
+const GOCODE: &str = "/usr/share/gocode";
+
+/// Builds the Go tableflip peers of the product's `tests/go/` with Debian's Go and Debian's
+/// tableflip (1.2.1+git20200514, the wire protocol of v1.2.3), offline, in GOPATH mode, into
+/// `bench/target/go-peers`. An error says what is missing.
+fn go_peers() -> Result<GoPeers, String> {
+    let version = Command::new("go")
+        .arg("version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .ok_or("skipped: no `go` (apt-get install golang-go)")?;
+    if !Path::new(GOCODE)
+        .join("src/github.com/cloudflare/tableflip/upgrader.go")
+        .exists()
+    {
+        return Err("skipped: no Go tableflip source \
+                    (apt-get install golang-github-cloudflare-tableflip-dev)"
+            .into());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("go-peers");
+    let build = |name: &str| -> Result<PathBuf, String> {
+        let exe = root.join("bin").join(name);
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&exe)
+            .arg(".")
+            .current_dir(product_dir().join("tests").join("go").join(name))
+            .env("GO111MODULE", "off")
+            .env(
+                "GOPATH",
+                format!("{}:{GOCODE}", root.join("gopath").display()),
+            )
+            .env("GOCACHE", root.join("cache"))
+            .env("GOFLAGS", "")
+            .env("GOPROXY", "off")
+            .env("CGO_ENABLED", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("can't run go build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "go build of tests/go/{name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(exe)
+    };
+    Ok(GoPeers {
+        hello: build("hello")?,
+        http: build("http")?,
+        version,
     })
 }
 

@@ -41,14 +41,15 @@ pub(crate) fn free_addr() -> Result<SocketAddr, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-/// A tableflip service answering hello greetings on `addr`, upgraded with SIGHUP.
-pub(crate) struct Tableflip {
+/// A service answering hello greetings on `addr`, upgraded with SIGHUP, its listener handed
+/// over: tableflip, Go tableflip and ecdysis alike.
+pub(crate) struct Hello {
     addr: SocketAddr,
     pid: i32,
     log: PathBuf,
 }
 
-impl Tableflip {
+impl Hello {
     /// Starts `exe` with `ADDR` set and waits until it answers.
     pub(crate) fn start(exe: &Path, tag: &str, envs: &[(&str, String)]) -> Result<Self, String> {
         let addr = free_addr()?;
@@ -64,11 +65,11 @@ impl Tableflip {
                 procs::tail(&log, 20)
             )
         })?;
-        Ok(Tableflip { addr, pid, log })
+        Ok(Hello { addr, pid, log })
     }
 }
 
-impl Subject for Tableflip {
+impl Subject for Hello {
     fn cycle(&mut self) -> Result<Cycle, String> {
         let old = self.pid;
         let t0 = Instant::now();

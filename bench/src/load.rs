@@ -24,6 +24,15 @@ pub(crate) enum Protocol {
     HttpKeepAlive,
 }
 
+/// A short name of a protocol, for file names and progress.
+pub(crate) fn mode_tag(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Hello => "hello",
+        Protocol::HttpClose => "close",
+        Protocol::HttpKeepAlive => "keepalive",
+    }
+}
+
 /// How requests ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counts {

@@ -1,5 +1,6 @@
-//! The tableflip benchmark: upgrades measured side by side with the fork+exec floor, a peer
-//! (shellflip), growing listener counts, live load, and plain tokio.
+//! The tableflip benchmark: upgrades measured side by side with the fork+exec floor and the
+//! peers (Go tableflip, ecdysis, shellflip), growing listener counts, live load, and plain
+//! tokio.
 //!
 //! ```text
 //! cargo run --release --manifest-path bench/Cargo.toml              # full run
@@ -11,6 +12,7 @@
 //! (the bench is their child subreaper); every wait and every loop is bounded.
 
 mod bins;
+mod breakdown;
 mod cycles;
 mod load;
 mod overhead;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cycles::{Floor, Record, Shellflip, Subject, Tableflip};
+use crate::cycles::{Floor, Hello, Record, Shellflip, Subject};
 use crate::load::Protocol;
 use crate::report::{CycleRow, LoadRow, Report};
 
@@ -37,6 +39,8 @@ const GROWTH: [usize; 4] = [1, 10, 100, 1000];
 #[derive(Clone, Copy, Debug)]
 struct Counts {
     cycles: usize,
+    /// Upgrades cut into phases.
+    breakdown: usize,
     gap: Duration,
     load: under_load::Plan,
     overhead: overhead::Plan,
@@ -44,13 +48,15 @@ struct Counts {
 
 const FULL: Counts = Counts {
     cycles: 60,
+    breakdown: 30,
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
-        upgrades: 25,
-        warmup: Duration::from_secs(1),
+        rounds: 5,
+        upgrades: 5,
+        warmup: Duration::from_millis(500),
         gap: Duration::from_millis(300),
-        tail: Duration::from_secs(1),
+        tail: Duration::from_millis(500),
     },
     overhead: overhead::Plan {
         conns: 64,
@@ -61,9 +67,11 @@ const FULL: Counts = Counts {
 
 const QUICK: Counts = Counts {
     cycles: 3,
+    breakdown: 2,
     gap: Duration::from_millis(10),
     load: under_load::Plan {
         conns: 64,
+        rounds: 1,
         upgrades: 2,
         warmup: Duration::from_millis(300),
         gap: Duration::from_millis(100),
@@ -82,21 +90,28 @@ struct Args {
     hammer: Option<(std::net::SocketAddr, f64)>,
     json: PathBuf,
     release_examples: bool,
-    /// Sections to run (`cycles`, `load`, `overhead`); all when empty.
+    /// Sections to run (`cycles`, `load`, `overhead`, `breakdown`); all when empty.
     only: Vec<String>,
+    /// `--candidate NAME=PATH`: more hello services cycled with the others (A/B runs).
+    candidates: Vec<(String, PathBuf)>,
 }
 
 const USAGE: &str = "usage: tableflip-bench [--quick] [--json PATH] [--release-examples]
-                       [--only LIST] [--hammer ADDR SECS]
+                       [--only LIST] [--hammer ADDR SECS] [--candidate NAME=PATH]...
 
   --quick              CI smoke run: every section with tiny counts; the examples are
                        taken in the dev profile (as `cargo test` built them), so the
                        figures mean nothing
   --json PATH          where to write the results (default: bench/results.json)
   --release-examples   with --quick: build and use the examples in release
-  --only LIST          run only these sections: cycles, load, overhead (comma-separated)
+  --only LIST          run only these sections: cycles, load, overhead, breakdown
+                       (comma-separated)
   --hammer ADDR SECS   only load the hello server at ADDR with 64 connections for SECS
                        seconds and print its throughput (to profile a server)
+  --candidate NAME=PATH
+                       also cycle the hello service at PATH (same contract as `hello`)
+                       in the upgrade table, in turn with the others: an A/B run of a
+                       change in one run (repeatable)
 
 With TABLEFLIP_BENCH_SAMPLES=DIR, the load section also writes every request's latency and
 every upgrade window there as CSV.";
@@ -108,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
         json: bins::product_dir().join("bench").join("results.json"),
         release_examples: false,
         only: Vec::new(),
+        candidates: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -117,13 +133,18 @@ fn parse_args() -> Result<Args, String> {
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 for s in list.split(',') {
-                    if !["cycles", "load", "overhead"].contains(&s) {
+                    if !["cycles", "load", "overhead", "breakdown"].contains(&s) {
                         return Err(format!("unknown section `{s}`"));
                     }
                     args.only.push(s.to_owned());
                 }
             }
             "--json" => args.json = it.next().ok_or("--json needs a path")?.into(),
+            "--candidate" => {
+                let spec = it.next().ok_or("--candidate needs NAME=PATH")?;
+                let (name, path) = spec.split_once('=').ok_or("--candidate needs NAME=PATH")?;
+                args.candidates.push((name.to_owned(), path.into()));
+            }
             "--hammer" => {
                 let addr = it.next().and_then(|a| a.parse().ok());
                 let secs = it.next().and_then(|s| s.parse().ok());
@@ -182,6 +203,7 @@ fn main() -> ExitCode {
         }
     };
     let mut report = Report::new(args.quick, bins.examples_profile, counts.load.conns);
+    report.go_version = bins.go.as_ref().ok().map(|g| g.version.clone());
     // From here on the reaper collects every exit.
     procs::Reaper::get();
 
@@ -199,13 +221,19 @@ fn main() -> ExitCode {
 
     let run = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     if run("cycles") {
-        cycle_sections(&bins, counts, &mut report);
+        cycle_sections(&bins, counts, &args.candidates, &mut report);
     }
     if run("load") {
         load_section(&rt, &bins, counts, &mut report);
     }
     if run("overhead") {
         overhead_section(&rt, &bins, counts, &mut report);
+    }
+    if run("breakdown") {
+        let bar = bar(1, "breakdown");
+        report.breakdown = Some(breakdown::run(&bins.hello, counts.breakdown));
+        bar.finish_and_clear();
+        eprintln!("breakdown: done");
     }
     procs::kill_all();
     drop(rt);
@@ -221,7 +249,14 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
-    let _ = std::fs::remove_dir_all(procs::scratch());
+    if failed {
+        eprintln!(
+            "tableflip-bench: a section failed; the services' logs are kept in {}",
+            procs::scratch().display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(procs::scratch());
+    }
     if failed {
         ExitCode::FAILURE
     } else {
@@ -279,7 +314,12 @@ fn bar(len: usize, prefix: &'static str) -> ProgressBar {
 
 /// Sections 1 to 4: the upgrade cycle of `hello`, the floor, shellflip, and growing listener
 /// counts, all cycled in turn in one loop.
-fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
+fn cycle_sections(
+    bins: &bins::Bins,
+    counts: Counts,
+    candidates: &[(String, PathBuf)],
+    report: &mut Report,
+) {
     let _sweep = procs::Sweep;
     let mut rows: Vec<CycleRow> = Vec::new();
     let mut subjects: Vec<(String, Box<dyn Subject>)> = Vec::new();
@@ -295,22 +335,46 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
         error: Some(e),
         ..Record::default()
     };
-    add(
-        CycleRow::new("upgrade", "tableflip `hello`"),
-        Tableflip::start(&bins.hello, "hello", &[])
+    let skipped = |why: &String| Record {
+        skipped: Some(why.clone()),
+        ..Record::default()
+    };
+    let hello = |exe: &std::path::Path, tag: &str| {
+        Hello::start(exe, tag, &[])
             .map(|s| Box::new(s) as Box<dyn Subject>)
-            .map_err(failed),
+            .map_err(failed)
+    };
+    add(
+        CycleRow::new("upgrade", report::TABLEFLIP_HELLO),
+        hello(&bins.hello, "hello"),
     );
     add(
-        CycleRow::new("upgrade", "floor"),
-        Ok(Box::new(Floor::new(&bins.floor))),
+        CycleRow::new("upgrade", report::GO_HELLO),
+        match &bins.go {
+            Ok(go) => hello(&go.hello, "go-hello"),
+            Err(why) => Err(skipped(why)),
+        },
     );
     add(
-        CycleRow::new("upgrade", "shellflip"),
+        CycleRow::new("upgrade", report::ECDYSIS_HELLO),
+        hello(&bins.ecdysis_hello, "ecdysis-hello"),
+    );
+    add(
+        CycleRow::new("upgrade", report::SHELLFLIP),
         Shellflip::start(&bins.shellflip_hello)
             .map(|s| Box::new(s) as Box<dyn Subject>)
             .map_err(failed),
     );
+    add(
+        CycleRow::new("upgrade", report::FLOOR),
+        Ok(Box::new(Floor::new(&bins.floor))),
+    );
+    for (i, (name, path)) in candidates.iter().enumerate() {
+        add(
+            CycleRow::new("upgrade", &format!("candidate `{name}`")),
+            hello(path, &format!("candidate-{i}")),
+        );
+    }
     let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft);
     for n in GROWTH {
@@ -330,7 +394,7 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
         }
         add(
             CycleRow::new("growth", &n.to_string()),
-            Tableflip::start(
+            Hello::start(
                 &bins.many_listeners,
                 &format!("listeners-{n}"),
                 &[("LISTENERS", n.to_string())],
@@ -356,41 +420,64 @@ fn cycle_sections(bins: &bins::Bins, counts: Counts, report: &mut Report) {
     report.cycles = rows;
 }
 
-/// Section 5: the `http` example under load, one request per connection and keep-alive
-/// (the example closes keep-alive connections without the retry race: `retried` shows it).
+/// Section 5: the `http` example and its peers under load, one request per connection and
+/// keep-alive, every server in turn for a few upgrades at a time.
 fn load_section(rt: &tokio::runtime::Runtime, bins: &bins::Bins, counts: Counts, r: &mut Report) {
-    for (protocol, server, exe, tag) in [
-        (Protocol::HttpClose, "`http`", &bins.http, "load-close"),
-        (
-            Protocol::HttpKeepAlive,
-            "`http`",
-            &bins.http,
-            "load-keepalive",
-        ),
-    ] {
-        let bar = bar(counts.load.upgrades, tag);
-        let run = under_load::run(rt, exe, tag, protocol, counts.load, || bar.inc(1));
-        bar.finish_and_clear();
-        eprintln!("{tag}: done");
+    let _sweep = procs::Sweep;
+    let mut servers: Vec<(&'static str, &std::path::Path)> =
+        vec![(report::TABLEFLIP_HTTP, &bins.http)];
+    match &bins.go {
+        Ok(go) => servers.push((report::GO_HTTP, &go.http)),
+        Err(why) => r.skipped.push((report::GO_HTTP, why.clone())),
+    }
+    servers.push((report::ECDYSIS_HTTP, &bins.ecdysis_http));
+    let mut live: Vec<(&'static str, Protocol, Result<under_load::Live, String>)> = Vec::new();
+    for protocol in [Protocol::HttpClose, Protocol::HttpKeepAlive] {
+        for (i, (server, exe)) in servers.iter().enumerate() {
+            let tag = format!("load-{}-{i}", load::mode_tag(protocol));
+            live.push((server, protocol, under_load::Live::start(exe, &tag)));
+        }
+    }
+    let plan = counts.load;
+    let bar = bar(plan.rounds * plan.upgrades * live.len(), "load");
+    for _ in 0..plan.rounds {
+        for (server, protocol, l) in &mut live {
+            let Ok(running) = l else { continue };
+            bar.set_message(format!("{server} {}", load::mode_tag(*protocol)));
+            if let Err(e) = running.turn(rt, *protocol, plan, || bar.inc(1)) {
+                *l = Err(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("load: done");
+    for (server, protocol, l) in live {
         r.load.push(LoadRow {
             server,
             protocol,
-            run,
+            run: l.map(|l| l.run),
         });
     }
 }
 
-/// Section 6: throughput and peak RSS of `hello` against the same server on plain tokio.
+/// Section 6: throughput and RSS of `hello` against its peers and the same server on plain
+/// tokio.
 fn overhead_section(
     rt: &tokio::runtime::Runtime,
     bins: &bins::Bins,
     counts: Counts,
     r: &mut Report,
 ) {
-    let bar = bar(counts.overhead.rounds * 2, "overhead");
-    let res = overhead::run(rt, &bins.hello, &bins.plain_hello, counts.overhead, || {
-        bar.inc(1)
-    });
+    let mut servers: Vec<(String, &std::path::Path)> =
+        vec![(report::TABLEFLIP_HELLO.into(), &bins.hello)];
+    match &bins.go {
+        Ok(go) => servers.push((report::GO_HELLO.into(), &go.hello)),
+        Err(why) => r.skipped.push((report::GO_HELLO, why.clone())),
+    }
+    servers.push((report::ECDYSIS_HELLO.into(), &bins.ecdysis_hello));
+    servers.push((report::PLAIN_TOKIO.into(), &bins.plain_hello));
+    let bar = bar(counts.overhead.rounds * servers.len(), "overhead");
+    let res = overhead::run(rt, &servers, counts.overhead, || bar.inc(1));
     bar.finish_and_clear();
     eprintln!("overhead: done");
     r.overhead = Some(res);

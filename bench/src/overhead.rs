@@ -1,5 +1,6 @@
-//! Overhead: the same hello server under the tableflip runtime and on plain tokio, loaded
-//! alike in alternating rounds (A B B A ...), compared by throughput and peak RSS.
+//! Overhead: the same hello server under the tableflip runtime, Go tableflip, ecdysis and on
+//! plain tokio, loaded alike in rounds whose order rotates (A B C D, B C D A, ...), compared
+//! by throughput and RSS.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,6 +25,7 @@ pub(crate) struct Plan {
 /// One server's figures.
 #[derive(Debug, Default)]
 pub(crate) struct Server {
+    pub(crate) name: String,
     /// Requests per second of every round.
     pub(crate) rps: Vec<f64>,
     pub(crate) counts: Counts,
@@ -42,8 +44,8 @@ impl Server {
     }
 }
 
-/// The throughput ratio `a / b`: the median of the ratios of rounds run back to back, so
-/// that the machine's slow drifts cancel out.
+/// The throughput ratio `a / b`: the median of the ratios of the two servers' turns in the
+/// same round, so that the machine's slow drifts cancel out.
 pub(crate) fn paired_ratio(a: &Server, b: &Server) -> f64 {
     median(
         a.rps
@@ -64,45 +66,49 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Runs the comparison; returns (tableflip, plain tokio).
+/// Runs the comparison of `servers` (name, program), each loaded alike in every round, in
+/// an order that rotates from round to round; returns their figures in the same order.
 pub(crate) fn run(
     rt: &tokio::runtime::Runtime,
-    tableflip_exe: &Path,
-    plain_exe: &Path,
+    servers: &[(String, &Path)],
     plan: Plan,
     mut progress: impl FnMut(),
-) -> Result<(Server, Server), String> {
+) -> Result<Vec<Server>, String> {
     let _sweep = procs::Sweep;
-    let (tf_pid, tf_addr) = start(tableflip_exe, "overhead-tableflip")?;
-    let (plain_pid, plain_addr) = start(plain_exe, "overhead-plain")?;
-    let mut tf = Server::default();
-    let mut plain = Server::default();
-    for (server, pid) in [(&mut tf, tf_pid), (&mut plain, plain_pid)] {
-        server.idle_rss_kib = procs::memory_kib(pid).map_or(0, |m| m.rss);
-    }
-    // Warm both up, unmeasured.
-    for addr in [tf_addr, plain_addr] {
-        round(rt, addr, plan.conns, plan.round / 4)?;
-    }
-    for r in 0..plan.rounds {
-        let order = if r % 2 == 0 {
-            [(&mut tf, tf_addr), (&mut plain, plain_addr)]
-        } else {
-            [(&mut plain, plain_addr), (&mut tf, tf_addr)]
+    let mut started = Vec::new();
+    for (name, exe) in servers {
+        let tag = format!("overhead-{}", started.len());
+        let (pid, addr) = start(exe, &tag).map_err(|e| format!("{name}: {e}"))?;
+        let idle_rss_kib = procs::memory_kib(pid).map_or(0, |m| m.rss);
+        let server = Server {
+            name: name.clone(),
+            idle_rss_kib,
+            ..Server::default()
         };
-        for (server, addr) in order {
-            let (rps, counts) = round(rt, addr, plan.conns, plan.round)?;
+        started.push((server, pid, addr));
+    }
+    // Warm every server up, unmeasured.
+    for (_, _, addr) in &started {
+        round(rt, *addr, plan.conns, plan.round / 4)?;
+    }
+    let n = started.len();
+    for r in 0..plan.rounds {
+        for i in 0..n {
+            let (server, _, addr) = &mut started[(r + i) % n];
+            let (rps, counts) = round(rt, *addr, plan.conns, plan.round)?;
             server.rps.push(rps);
             server.counts.add(&counts);
             progress();
         }
     }
-    for (server, pid) in [(&mut tf, tf_pid), (&mut plain, plain_pid)] {
+    let mut out = Vec::new();
+    for (mut server, pid, _) in started {
         let m = procs::memory_kib(pid).ok_or_else(|| format!("pid {pid} is gone"))?;
         server.peak_rss_kib = m.peak;
         server.anon_rss_kib = m.anon;
+        out.push(server);
     }
-    Ok((tf, plain))
+    Ok(out)
 }
 
 fn start(exe: &Path, tag: &str) -> Result<(i32, SocketAddr), String> {

@@ -1,4 +1,4 @@
-//! The results: markdown tables for people, JSON for tools, and the targets of issue 5.
+//! The results: markdown tables for people, JSON for tools, and the targets of issue 13.
 
 mod json;
 
@@ -10,6 +10,17 @@ use crate::overhead::{self, Server};
 use crate::probe::PROBE_INTERVAL;
 use crate::stats::{Summary, ratio};
 use crate::under_load::Run;
+
+/// Subjects, as the tables name them.
+pub(crate) const TABLEFLIP_HELLO: &str = "tableflip `hello`";
+pub(crate) const GO_HELLO: &str = "Go tableflip `hello`";
+pub(crate) const ECDYSIS_HELLO: &str = "ecdysis `hello`";
+pub(crate) const SHELLFLIP: &str = "shellflip";
+pub(crate) const FLOOR: &str = "floor";
+pub(crate) const TABLEFLIP_HTTP: &str = "tableflip `http`";
+pub(crate) const GO_HTTP: &str = "Go tableflip `http`";
+pub(crate) const ECDYSIS_HTTP: &str = "ecdysis `http`";
+pub(crate) const PLAIN_TOKIO: &str = "plain tokio";
 
 /// One subject of the cycle sections.
 #[derive(Debug)]
@@ -69,8 +80,14 @@ pub(crate) struct Report {
     revision: String,
     pub(crate) cycles: Vec<CycleRow>,
     pub(crate) load: Vec<LoadRow>,
-    pub(crate) overhead: Option<Result<(Server, Server), String>>,
+    pub(crate) load_plan: crate::under_load::Plan,
+    pub(crate) overhead: Option<Result<Vec<Server>, String>>,
     pub(crate) overhead_plan: overhead::Plan,
+    /// Subjects of the load and overhead sections that could not run here, and why.
+    pub(crate) skipped: Vec<(&'static str, String)>,
+    /// `go version`, when the Go peers were built.
+    pub(crate) go_version: Option<String>,
+    pub(crate) breakdown: Option<Result<Vec<crate::breakdown::Phase>, String>>,
 }
 
 fn loadavg() -> String {
@@ -112,13 +129,14 @@ fn kernel() -> String {
         .unwrap_or_default()
 }
 
-/// The shellflip version in the bench's lockfile.
-fn shellflip_version() -> String {
+/// The version of crate `name` in the bench's lockfile.
+fn locked_version(name: &str) -> String {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
         .unwrap_or_default();
     let mut lines = lock.lines();
+    let wanted = format!("name = \"{name}\"");
     while let Some(l) = lines.next() {
-        if l == "name = \"shellflip\"" {
+        if l == wanted {
             if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = ")) {
                 return v.trim_matches('"').to_owned();
             }
@@ -196,7 +214,7 @@ fn counts_json(c: &Counts) -> Value {
     })
 }
 
-/// A target of issue 5 and how this run fared.
+/// A target of issue 13 and how this run fared.
 struct Target {
     what: &'static str,
     figure: String,
@@ -205,6 +223,7 @@ struct Target {
 
 impl Report {
     pub(crate) fn new(quick: bool, examples_profile: &'static str, conns: usize) -> Report {
+        let plan = if quick { crate::QUICK } else { crate::FULL };
         Report {
             quick,
             examples_profile,
@@ -214,8 +233,12 @@ impl Report {
             revision: revision(),
             cycles: Vec::new(),
             load: Vec::new(),
+            load_plan: plan.load,
             overhead: None,
-            overhead_plan: crate::QUICK.overhead,
+            overhead_plan: plan.overhead,
+            skipped: Vec::new(),
+            go_version: None,
+            breakdown: None,
         }
     }
 
@@ -229,6 +252,7 @@ impl Report {
         self.cycles.iter().any(|r| r.record.error.is_some())
             || self.load.iter().any(|l| l.run.is_err())
             || matches!(self.overhead, Some(Err(_)))
+            || matches!(self.breakdown, Some(Err(_)))
     }
 
     fn command(&self) -> &'static str {
@@ -245,86 +269,134 @@ impl Report {
             .find(|r| r.section == section && r.name == name)
     }
 
-    fn floor_ratios(&self, row: &CycleRow) -> (f64, f64) {
-        match self.row("upgrade", "floor") {
-            Some(f) => (
+    /// p50 ratios (answers, gone) of `row` to the upgrade subject `to`.
+    fn ratios_to(&self, row: &CycleRow, section: &str, to: &str) -> (f64, f64) {
+        match self.row(section, to) {
+            Some(f) if f.record.error.is_none() && f.record.skipped.is_none() => (
                 ratio(row.ready().p50, f.ready().p50),
                 ratio(row.gone().p50, f.gone().p50),
             ),
-            None => (f64::NAN, f64::NAN),
+            _ => (f64::NAN, f64::NAN),
         }
     }
 
-    fn growth_ratios(&self, row: &CycleRow) -> (f64, f64) {
-        match self.row("growth", "1") {
-            Some(one) => (
-                ratio(row.ready().p50, one.ready().p50),
-                ratio(row.gone().p50, one.gone().p50),
-            ),
-            None => (f64::NAN, f64::NAN),
+    pub(crate) fn floor_ratios(&self, row: &CycleRow) -> (f64, f64) {
+        self.ratios_to(row, "upgrade", FLOOR)
+    }
+
+    pub(crate) fn go_ratios(&self, row: &CycleRow) -> (f64, f64) {
+        self.ratios_to(row, "upgrade", GO_HELLO)
+    }
+
+    pub(crate) fn growth_ratios(&self, row: &CycleRow) -> (f64, f64) {
+        self.ratios_to(row, "growth", "1")
+    }
+
+    /// The load run of `server` in `protocol`, if it ran.
+    fn load_run(&self, server: &str, protocol: Protocol) -> Option<&Run> {
+        self.load
+            .iter()
+            .find(|l| l.server == server && l.protocol == protocol)
+            .and_then(|l| l.run.as_ref().ok())
+    }
+
+    /// Requests per second of a load run.
+    pub(crate) fn load_rps(r: &Run) -> f64 {
+        r.counts.ok as f64 / r.elapsed.as_secs_f64()
+    }
+
+    /// The overhead figures of `name`, if that section ran.
+    pub(crate) fn server(&self, name: &str) -> Option<&Server> {
+        match &self.overhead {
+            Some(Ok(servers)) => servers.iter().find(|s| s.name == name),
+            _ => None,
         }
     }
 
     fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
-        let load_failed: Option<u64> = self
+        let failed: Vec<String> = self
             .load
             .iter()
-            .map(|l| l.run.as_ref().ok().map(|r| r.outcome.counts.failed()))
+            .filter_map(|l| {
+                let r = l.run.as_ref().ok()?;
+                Some(format!(
+                    "{} {} {}",
+                    l.server,
+                    mode_name(l.protocol),
+                    r.counts.failed()
+                ))
+            })
+            .collect();
+        let tf_failed: Option<u64> = self
+            .load
+            .iter()
+            .filter(|l| l.server == TABLEFLIP_HTTP)
+            .map(|l| l.run.as_ref().ok().map(|r| r.counts.failed()))
             .sum();
         t.push(Target {
-            what: "failed requests under load: 0",
-            figure: load_failed.map_or("-".into(), |n| n.to_string()),
-            met: load_failed.map(|n| n == 0),
+            what: "failed requests under load: 0 (tableflip)",
+            figure: failed.join(", "),
+            met: tf_failed.map(|n| n == 0),
         });
-        if let Some(up) = self.row("upgrade", "tableflip `hello`") {
+        if let Some(up) = self.row("upgrade", TABLEFLIP_HELLO) {
+            let (r, g) = self.go_ratios(up);
+            t.push(Target {
+                what: "upgrade cycle p50 ≤ 0.5× Go tableflip",
+                figure: format!("answers {}, gone {}", x(r), x(g)),
+                met: (r.is_finite() && g.is_finite()).then_some(r <= 0.5 && g <= 0.5),
+            });
             let (r, g) = self.floor_ratios(up);
             t.push(Target {
-                what: "upgrade cycle p50 ≤ 2× the floor",
+                what: "upgrade cycle p50 ≤ 1.5× the floor",
                 figure: format!("answers {}, gone {}", x(r), x(g)),
-                met: (r.is_finite() && g.is_finite()).then_some(r <= 2.0 && g <= 2.0),
+                met: (r.is_finite() && g.is_finite()).then_some(r <= 1.5 && g <= 1.5),
             });
         }
         if let Some(big) = self.row("growth", "1000") {
             let (r, g) = self.growth_ratios(big);
             t.push(Target {
-                what: "1000 listeners ≤ 3× one listener",
+                what: "1000 listeners ≤ 2× one listener",
                 figure: format!("answers {}, gone {}", x(r), x(g)),
-                met: (r.is_finite() && g.is_finite()).then_some(r <= 3.0 && g <= 3.0),
+                met: (r.is_finite() && g.is_finite()).then_some(r <= 2.0 && g <= 2.0),
             });
         }
-        if let Some(Ok((tf, plain))) = &self.overhead {
-            let r = crate::overhead::paired_ratio(tf, plain);
-            t.push(Target {
-                what: "throughput ratio ≥ 0.98",
-                figure: format!("{r:.3}"),
-                met: r.is_finite().then_some(r >= 0.98),
-            });
-            let d = tf.peak_rss_kib as i64 - plain.peak_rss_kib as i64;
-            t.push(Target {
-                what: "RSS overhead < 1 MiB",
-                figure: format!("{d:+} KiB"),
-                met: Some(d < 1024),
-            });
-        }
-        let p99s: Vec<(String, f64)> = self
-            .load
-            .iter()
-            .filter_map(|l| {
-                let r = l.run.as_ref().ok()?;
-                let name = format!("{} {}", l.server, mode_name(l.protocol));
-                Some((name, ratio(r.during.p99, r.steady.p99)))
+        let p99s: Vec<(String, f64)> = [Protocol::HttpClose, Protocol::HttpKeepAlive]
+            .into_iter()
+            .filter_map(|p| {
+                let r = self.load_run(TABLEFLIP_HTTP, p)?;
+                Some((
+                    mode_name(p).to_owned(),
+                    ratio(r.during().p99, r.steady().p99),
+                ))
             })
             .collect();
         if !p99s.is_empty() {
             t.push(Target {
-                what: "p99 latency during upgrades ≤ 3× steady state",
+                what: "p99 latency during upgrades ≤ 2× steady (tableflip `http`)",
                 figure: p99s
                     .iter()
                     .map(|(name, v)| format!("{name} {}", x(*v)))
                     .collect::<Vec<_>>()
                     .join(", "),
-                met: Some(p99s.iter().all(|(_, v)| *v <= 3.0)),
+                met: Some(p99s.iter().all(|(_, v)| *v <= 2.0)),
+            });
+        }
+        if let (Some(tf), Some(plain)) = (self.server(TABLEFLIP_HELLO), self.server(PLAIN_TOKIO)) {
+            let r = overhead::paired_ratio(tf, plain);
+            t.push(Target {
+                what: "throughput ≥ 0.99× the same server on plain tokio",
+                figure: format!("{r:.3}"),
+                met: r.is_finite().then_some(r >= 0.99),
+            });
+            let d = tf.peak_rss_kib as i64 - plain.peak_rss_kib as i64;
+            t.push(Target {
+                what: "RSS over bare tokio ≤ 256 KiB (peak, VmHWM)",
+                figure: format!(
+                    "{d:+} KiB (private RssAnon {:+} KiB)",
+                    tf.anon_rss_kib as i64 - plain.anon_rss_kib as i64
+                ),
+                met: Some(d <= 256),
             });
         }
         let retried: Vec<String> = self
@@ -333,7 +405,7 @@ impl Report {
             .filter(|l| l.protocol == Protocol::HttpKeepAlive)
             .filter_map(|l| {
                 let r = l.run.as_ref().ok()?;
-                Some(format!("{} {}", l.server, r.outcome.counts.retried))
+                Some(format!("{} {}", l.server, r.counts.retried))
             })
             .collect();
         if !retried.is_empty() {
@@ -364,7 +436,7 @@ impl Report {
         ));
         let nice = niceness();
         line(&format!(
-            "Command: `{}{}`; product revision {}.",
+            "Command: `{}{}`; product revision {}.  ",
             if nice != 0 {
                 format!("nice -n {nice} ")
             } else {
@@ -372,6 +444,12 @@ impl Report {
             },
             self.command(),
             self.revision
+        ));
+        line(&format!(
+            "Peers: Go tableflip 1.2.1+git20200514 (Debian; {}), ecdysis {}, shellflip {}.",
+            self.go_version.as_deref().unwrap_or("no Go here"),
+            locked_version("ecdysis"),
+            locked_version("shellflip")
         ));
         if self.quick {
             line("");
@@ -381,12 +459,17 @@ impl Report {
                 self.examples_profile
             ));
         }
+        for (what, why) in &self.skipped {
+            line("");
+            line(&format!("{what}: {why}"));
+        }
         self.md_cycles(&mut line);
         self.md_growth(&mut line);
         self.md_load(&mut line);
         self.md_overhead(&mut line);
+        self.md_breakdown(&mut line);
         line("");
-        line("### Targets (issue 5)");
+        line("### Targets (issue 13)");
         line("");
         line("| target | this run | met |");
         line("|---|---|---|");
@@ -411,29 +494,42 @@ impl Report {
             .unwrap_or(0);
         line("");
         line(&format!(
-            "### 1–3. Upgrade cycle, the floor and a peer ({rounds} rounds, all subjects cycled in turn)"
+            "### 1–3. Upgrade cycle: tableflip, its peers and the floor ({rounds} rounds, all \
+             subjects cycled in turn)"
         ));
         line("");
         line(
             "| subject | restart | n | signal → new pid answers, ms (p50 / p99 / max) | \
-             signal → old pid gone, ms (p50 / p99 / max) | p50 ÷ floor (answers, gone) |",
+             signal → old pid gone, ms (p50 / p99 / max) | p50 ÷ Go tableflip (answers, gone) \
+             | p50 ÷ floor (answers, gone) |",
         );
-        line("|---|---|---|---|---|---|");
+        line("|---|---|---|---|---|---|---|");
         for row in self.cycles.iter().filter(|r| r.section == "upgrade") {
-            let (how, name) = match row.name.as_str() {
-                "floor" => (
-                    "fork+exec of a program that writes 1 byte to an inherited pipe \
-                     (spawn → byte read, → reaped)",
-                    "floor".to_owned(),
-                ),
-                "shellflip" => (
-                    "SIGUSR1, its `restarter` example's pattern; **does not hand over \
-                     listeners**: the new process binds a new port",
-                    format!("shellflip {}", shellflip_version()),
-                ),
-                _ => ("SIGHUP; the listener is handed over", row.name.clone()),
+            let how = restart_how(&row.name);
+            let name = match row.name.as_str() {
+                SHELLFLIP => format!("shellflip {}", locked_version("shellflip")),
+                ECDYSIS_HELLO => format!("ecdysis {} `hello`", locked_version("ecdysis")),
+                other => other.to_owned(),
             };
-            line(&self.cycle_line(&name, how, row, self.floor_ratios(row)));
+            if let Some(why) = row.record.skipped.as_ref().or(row.record.error.as_ref()) {
+                line(&format!(
+                    "| {name} | {how} | - | {} | | | |",
+                    first_line(why)
+                ));
+                continue;
+            }
+            let (ga, gg) = self.go_ratios(row);
+            let (fa, fg) = self.floor_ratios(row);
+            line(&format!(
+                "| {name} | {how} | {} | {} | {} | {}, {} | {}, {} |",
+                row.record.cycles.len(),
+                row.ready().cell(),
+                row.gone().cell(),
+                x(ga),
+                x(gg),
+                x(fa),
+                x(fg)
+            ));
         }
         line("");
         line(&format!(
@@ -441,20 +537,6 @@ impl Report {
              \"gone\": the old process exited and was reaped by the bench (its subreaper).",
             PROBE_INTERVAL.as_micros()
         ));
-    }
-
-    fn cycle_line(&self, name: &str, how: &str, row: &CycleRow, r: (f64, f64)) -> String {
-        if let Some(e) = &row.record.error {
-            return format!("| {name} | {how} | - | error: {} | | |", first_line(e));
-        }
-        format!(
-            "| {name} | {how} | {} | {} | {} | {}, {} |",
-            row.record.cycles.len(),
-            row.ready().cell(),
-            row.gone().cell(),
-            x(r.0),
-            x(r.1)
-        )
     }
 
     fn md_growth(&self, line: &mut impl FnMut(&str)) {
@@ -498,23 +580,25 @@ impl Report {
     }
 
     fn md_load(&self, line: &mut impl FnMut(&str)) {
+        let plan = self.load_plan;
         line("");
         line(&format!(
-            "### 5. Under load: the `http` example, {} connections kept busy through upgrades",
-            self.conns
+            "### 5. Under load: HTTP servers, {} connections kept busy through upgrades \
+             ({} turns of {} upgrades per server and mode, in turn)",
+            self.conns, plan.rounds, plan.upgrades
         ));
         line("");
         line(
-            "| server | mode | upgrades (answers / gone p50, ms) | requests done | req/s | failed | \
-             retried | steady latency, ms (p50 / p99 / max) | during upgrades, ms \
-             (p50 / p99 / max) | p99 during ÷ steady |",
+            "| server | mode | upgrades (answers / gone p50, ms) | requests done | req/s | \
+             req/s ÷ Go tableflip | failed | retried | steady latency, ms (p50 / p99 / max) | \
+             during upgrades, ms (p50 / p99 / max) | p99 during ÷ steady |",
         );
-        line("|---|---|---|---|---|---|---|---|---|---|");
+        line("|---|---|---|---|---|---|---|---|---|---|---|");
         for l in &self.load {
             let p = &l.protocol;
             match &l.run {
                 Err(e) => line(&format!(
-                    "| {} | {} | error: {} | | | | | | | |",
+                    "| {} | {} | error: {} | | | | | | | | |",
                     l.server,
                     mode_name(*p),
                     first_line(e)
@@ -522,25 +606,29 @@ impl Report {
                 Ok(r) => {
                     let ready = Summary::of(r.cycles.iter().map(|c| c.ready.as_secs_f64() * 1e3));
                     let gone = Summary::of(r.cycles.iter().map(|c| c.gone.as_secs_f64() * 1e3));
-                    let c = &r.outcome.counts;
+                    let c = &r.counts;
+                    let vs_go = self
+                        .load_run(GO_HTTP, *p)
+                        .map_or(f64::NAN, |g| ratio(Self::load_rps(r), Self::load_rps(g)));
                     line(&format!(
-                        "| {} | {} | {} ({} / {}) | {} | {:.0} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} ({} / {}) | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
                         l.server,
                         mode_name(*p),
                         r.cycles.len(),
                         crate::stats::ms(ready.p50),
                         crate::stats::ms(gone.p50),
                         c.ok,
-                        c.ok as f64 / r.elapsed.as_secs_f64(),
+                        Self::load_rps(r),
+                        x(vs_go),
                         failed_cell(c),
                         if *p == Protocol::HttpKeepAlive {
                             c.retried.to_string()
                         } else {
                             "-".into()
                         },
-                        r.steady.cell(),
-                        r.during.cell(),
-                        x(ratio(r.during.p99, r.steady.p99)),
+                        r.steady().cell(),
+                        r.during().cell(),
+                        x(ratio(r.during().p99, r.steady().p99)),
                     ));
                 }
             }
@@ -550,7 +638,9 @@ impl Report {
             "A request is \"during upgrades\" if it overlaps a window from the signal to the \
              old process gone. \"Retried\": on a reused keep-alive connection, the server \
              closed before any byte of the answer; the client retries once on a new \
-             connection (as hyper's does) and that retry counts as any request.",
+             connection (as hyper's does) and that retry counts as any request. The Go peer \
+             drains with net/http's `Shutdown`, the ecdysis one with `axum::serve`'s graceful \
+             shutdown: both close idle keep-alive connections at once.",
         );
     }
 
@@ -558,48 +648,99 @@ impl Report {
         let plan = self.overhead_plan;
         line("");
         line(&format!(
-            "### 6. Overhead: `hello` on tableflip against the same server on plain tokio \
-             ({} rounds of {:?} each, alternating, {} connections)",
+            "### 6. Overhead: the hello server on tableflip, its peers and plain tokio \
+             ({} rounds of {:?} each, order rotating, {} connections)",
             plan.rounds, plan.round, plan.conns
         ));
         line("");
-        match &self.overhead {
-            None => line("not run"),
-            Some(Err(e)) => line(&format!("error: {}", first_line(e))),
-            Some(Ok((tf, plain))) => {
-                line(
-                    "| server | req/s (median; min–max) | failed | RSS idle (KiB) | \
-                     peak RSS, VmHWM (KiB) | private RSS after, RssAnon (KiB) |",
-                );
-                line("|---|---|---|---|---|---|");
-                for (name, s) in [("tableflip `hello`", tf), ("plain tokio", plain)] {
-                    let min = s.rps.iter().copied().fold(f64::INFINITY, f64::min);
-                    let max = s.rps.iter().copied().fold(0.0, f64::max);
-                    line(&format!(
-                        "| {name} | {:.0} ({min:.0}–{max:.0}) | {} | {} | {} | {} |",
-                        s.median_rps(),
-                        failed_cell(&s.counts),
-                        s.idle_rss_kib,
-                        s.peak_rss_kib,
-                        s.anon_rss_kib
-                    ));
-                }
-                line(&format!(
-                    "| tableflip ÷ plain (req/s: median of back-to-back rounds; RSS: difference) \
-                     | {:.3} | | {:+} | {:+} | {:+} |",
-                    crate::overhead::paired_ratio(tf, plain),
-                    tf.idle_rss_kib as i64 - plain.idle_rss_kib as i64,
-                    tf.peak_rss_kib as i64 - plain.peak_rss_kib as i64,
-                    tf.anon_rss_kib as i64 - plain.anon_rss_kib as i64,
-                ));
-                line("");
-                line(
-                    "VmHWM counts the program's code pages too (shared through the page \
-                     cache); the `hello` binary is larger (the runtime, tracing-subscriber \
-                     with its regex-based filter), so more of them are resident. RssAnon is \
-                     the private part.",
-                );
-            }
+        let servers = match &self.overhead {
+            None => return line("not run"),
+            Some(Err(e)) => return line(&format!("error: {}", first_line(e))),
+            Some(Ok(servers)) => servers,
+        };
+        line(
+            "| server | req/s (median; min–max) | req/s ÷ plain tokio | req/s ÷ Go tableflip | \
+             failed | RSS idle (KiB) | peak RSS, VmHWM (KiB) | VmHWM − plain tokio | \
+             private RSS after, RssAnon (KiB) | RssAnon − plain tokio |",
+        );
+        line("|---|---|---|---|---|---|---|---|---|---|");
+        let plain = self.server(PLAIN_TOKIO);
+        let go = self.server(GO_HELLO);
+        for s in servers {
+            let min = s.rps.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = s.rps.iter().copied().fold(0.0, f64::max);
+            let vs = |o: Option<&Server>| o.map_or(f64::NAN, |o| overhead::paired_ratio(s, o));
+            let diff = |f: fn(&Server) -> u64| {
+                plain.map_or("-".into(), |p| format!("{:+}", f(s) as i64 - f(p) as i64))
+            };
+            line(&format!(
+                "| {} | {:.0} ({min:.0}–{max:.0}) | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                s.median_rps(),
+                vs(plain),
+                vs(go),
+                failed_cell(&s.counts),
+                s.idle_rss_kib,
+                s.peak_rss_kib,
+                diff(|s| s.peak_rss_kib),
+                s.anon_rss_kib,
+                diff(|s| s.anon_rss_kib),
+            ));
         }
+        line("");
+        line(
+            "Ratios are medians of per-round ratios (the servers take turns within a round). \
+             VmHWM counts the program's code pages too (shared through the page cache); \
+             RssAnon is the private part.",
+        );
+    }
+}
+
+impl Report {
+    fn md_breakdown(&self, line: &mut impl FnMut(&str)) {
+        line("");
+        line(
+            "### 7. Where the time goes: upgrades of `hello` cut into phases \
+             (the runtime's `RUST_LOG=debug` timestamps and the bench's clocks)",
+        );
+        line("");
+        let phases = match &self.breakdown {
+            None => return line("not run"),
+            Some(Err(e)) => return line(&format!("error: {}", first_line(e))),
+            Some(Ok(p)) => p,
+        };
+        line("| phase | covers | n | ms (p50 / p99 / max) |");
+        line("|---|---|---|---|");
+        for p in phases {
+            line(&format!(
+                "| {} | {} | {} | {} |",
+                p.name,
+                p.covers,
+                p.ms.n,
+                p.ms.cell()
+            ));
+        }
+        line("");
+        line(
+            "Phases come from separate upgrades' medians, so they need not add up to the \
+             totals exactly; the debug log itself costs a little.",
+        );
+    }
+}
+
+/// How a subject of the cycle section restarts.
+fn restart_how(name: &str) -> &'static str {
+    match name {
+        FLOOR => {
+            "fork+exec of a program that writes 1 byte to an inherited pipe \
+             (spawn → byte read, → reaped)"
+        }
+        SHELLFLIP => {
+            "SIGUSR1, its `restarter` example's pattern; **does not hand over listeners**: \
+             the new process binds a new port"
+        }
+        GO_HELLO => "SIGHUP, `Upgrade()`; the listener is handed over",
+        ECDYSIS_HELLO => "SIGHUP, its `tokio_echo` example's pattern; the listener is handed over",
+        _ => "SIGHUP; the listener is handed over",
     }
 }

@@ -1,6 +1,7 @@
-//! Upgrades under load: 64 clients keep the `http` example busy while the driver upgrades
-//! it again and again; then every latency is sorted into upgrade windows (signal to old
-//! process gone) and steady state.
+//! Upgrades under load: 64 clients keep an HTTP server busy (the `http` example, and its
+//! Go tableflip and ecdysis peers) while the driver upgrades it again and again, in turns
+//! that alternate between the servers; then every latency is sorted into upgrade windows
+//! (signal to old process gone) and steady state.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,93 +12,143 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::cycles::{Cycle, free_addr};
-use crate::load::{self, Limits, Outcome, Protocol};
+use crate::load::{self, Counts, Limits, Outcome, Protocol};
 use crate::probe;
 use crate::procs::{self, Reaper, WAIT};
 use crate::stats::Summary;
 
-/// The shape of one run.
+/// The shape of the section: every server gets `rounds` turns of `upgrades` upgrades each,
+/// in turn with the others.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
     pub(crate) conns: usize,
+    pub(crate) rounds: usize,
+    /// Upgrades per turn.
     pub(crate) upgrades: usize,
-    /// Load before the first upgrade.
+    /// Load before the first upgrade of a turn.
     pub(crate) warmup: Duration,
     /// Steady load between an old process gone and the next signal.
     pub(crate) gap: Duration,
-    /// Load after the last upgrade.
+    /// Load after the last upgrade of a turn.
     pub(crate) tail: Duration,
 }
 
-/// What one run saw.
-#[derive(Debug)]
+/// What every turn of one server saw, added up.
+#[derive(Debug, Default)]
 pub(crate) struct Run {
     pub(crate) cycles: Vec<Cycle>,
-    pub(crate) outcome: Outcome,
+    pub(crate) counts: Counts,
+    /// The first few failure messages.
+    pub(crate) errors: Vec<String>,
+    /// Time under load, all turns together.
     pub(crate) elapsed: Duration,
-    pub(crate) steady: Summary,
-    pub(crate) during: Summary,
+    steady_ms: Vec<f64>,
+    during_ms: Vec<f64>,
     /// The slowest requests: latency (ms) and start relative to the nearest upgrade
     /// signal (ms).
     pub(crate) slowest: Vec<(f64, f64)>,
 }
 
-/// Samples that start this early are connection set-up, not steady state.
+impl Run {
+    /// Latencies of requests that overlapped no upgrade.
+    pub(crate) fn steady(&self) -> Summary {
+        Summary::of(self.steady_ms.iter().copied())
+    }
+
+    /// Latencies of requests that overlapped an upgrade window.
+    pub(crate) fn during(&self) -> Summary {
+        Summary::of(self.during_ms.iter().copied())
+    }
+}
+
+/// Samples that start this early in a turn are connection set-up, not steady state.
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// Starts the service at `exe`, loads it with `protocol`, upgrades it `plan.upgrades` times.
-pub(crate) fn run(
-    rt: &tokio::runtime::Runtime,
-    exe: &Path,
-    tag: &str,
-    protocol: Protocol,
-    plan: Plan,
-    mut progress: impl FnMut(),
-) -> Result<Run, String> {
-    let _sweep = procs::Sweep;
-    let addr = free_addr()?;
-    let log = procs::scratch().join(format!("{tag}.log"));
-    let (mut pid, _) = procs::spawn(&mut procs::service_command(
-        exe,
-        &[("ADDR", addr.to_string())],
-        &log,
-    ))
-    .map_err(|e| format!("can't start {}: {e}", exe.display()))?;
-    let first = pid;
-    probe::poll(WAIT, || probe::http(addr).ok().filter(|p| *p == first))
-        .ok_or_else(|| format!("http did not answer; log:\n{}", procs::tail(&log, 20)))?;
+/// A server kept running between its turns.
+pub(crate) struct Live {
+    addr: SocketAddr,
+    pid: i32,
+    log: std::path::PathBuf,
+    tag: String,
+    pub(crate) run: Run,
+}
 
-    let base = Instant::now();
-    let per_upgrade = plan.gap + Duration::from_secs(2);
-    let limits = Limits {
-        stop: Arc::new(AtomicBool::new(false)),
-        deadline: base + plan.warmup + plan.tail + per_upgrade * plan.upgrades as u32 + WAIT,
-        max_per_conn: 10_000_000,
-    };
-    let load = rt.spawn(load::run(addr, protocol, plan.conns, base, limits.clone()));
+impl Live {
+    /// Starts the service at `exe` on a free port and waits until it answers.
+    pub(crate) fn start(exe: &Path, tag: &str) -> Result<Live, String> {
+        let addr = free_addr()?;
+        let log = procs::scratch().join(format!("{tag}.log"));
+        let (pid, _) = procs::spawn(&mut procs::service_command(
+            exe,
+            &[("ADDR", addr.to_string())],
+            &log,
+        ))
+        .map_err(|e| format!("can't start {}: {e}", exe.display()))?;
+        probe::poll(WAIT, || probe::http(addr).ok().filter(|p| *p == pid))
+            .ok_or_else(|| format!("{tag} did not answer; log:\n{}", procs::tail(&log, 20)))?;
+        Ok(Live {
+            addr,
+            pid,
+            log,
+            tag: tag.to_owned(),
+            run: Run::default(),
+        })
+    }
 
-    let driven = drive(addr, &mut pid, &log, base, plan, &mut progress);
-    limits
-        .stop
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let outcome = rt
-        .block_on(async { tokio::time::timeout(WAIT, load).await })
-        .map_err(|_| "the load did not stop".to_string())?
-        .map_err(|e| format!("load task: {e}"))?;
-    let elapsed = base.elapsed();
-    let windows = driven?;
-    let cycles = windows.iter().map(|w| w.1).collect();
-    dump(tag, &outcome, &windows);
-    let (steady, during) = split(&outcome, &windows);
-    let slowest = slowest(&outcome, &windows, 5);
-    Ok(Run {
-        cycles,
-        outcome,
-        elapsed,
-        steady,
-        during,
-        slowest,
-    })
+    /// One turn: loads the server with `protocol` and upgrades it `plan.upgrades` times.
+    pub(crate) fn turn(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        protocol: Protocol,
+        plan: Plan,
+        mut progress: impl FnMut(),
+    ) -> Result<(), String> {
+        let base = Instant::now();
+        let per_upgrade = plan.gap + Duration::from_secs(2);
+        let limits = Limits {
+            stop: Arc::new(AtomicBool::new(false)),
+            deadline: base + plan.warmup + plan.tail + per_upgrade * plan.upgrades as u32 + WAIT,
+            max_per_conn: 10_000_000,
+        };
+        let load = rt.spawn(load::run(
+            self.addr,
+            protocol,
+            plan.conns,
+            base,
+            limits.clone(),
+        ));
+        let driven = drive(
+            self.addr,
+            &mut self.pid,
+            &self.log,
+            base,
+            plan,
+            &mut progress,
+        );
+        limits
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = rt
+            .block_on(async { tokio::time::timeout(WAIT, load).await })
+            .map_err(|_| "the load did not stop".to_string())?
+            .map_err(|e| format!("load task: {e}"))?;
+        let windows = driven?;
+        dump(&self.tag, &outcome, &windows);
+        let r = &mut self.run;
+        r.elapsed += base.elapsed();
+        r.cycles.extend(windows.iter().map(|w| w.1));
+        r.counts.add(&outcome.counts);
+        for e in &outcome.errors {
+            if r.errors.len() < 10 {
+                r.errors.push(e.clone());
+            }
+        }
+        split(&outcome, &windows, &mut r.steady_ms, &mut r.during_ms);
+        r.slowest.extend(slowest(&outcome, &windows, 5));
+        r.slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+        r.slowest.truncate(5);
+        Ok(())
+    }
 }
 
 /// An upgrade window (µs after base: signal, old process gone) and its cycle.
@@ -145,12 +196,10 @@ fn drive(
     Ok(windows)
 }
 
-/// Latencies of requests that overlap an upgrade window, and of the others (after the
-/// first [`SETTLE`]).
-fn split(outcome: &Outcome, windows: &[Window]) -> (Summary, Summary) {
+/// Adds the latencies of requests that overlap an upgrade window to `during`, and of the
+/// others (after the first [`SETTLE`]) to `steady`.
+fn split(outcome: &Outcome, windows: &[Window], steady: &mut Vec<f64>, during: &mut Vec<f64>) {
     let settle = SETTLE.as_micros() as u64;
-    let mut steady = Vec::new();
-    let mut during = Vec::new();
     for s in &outcome.samples {
         let (a, b) = (s.start_us, s.start_us + s.latency_us);
         let ms = s.latency_us as f64 / 1e3;
@@ -160,7 +209,6 @@ fn split(outcome: &Outcome, windows: &[Window]) -> (Summary, Summary) {
             steady.push(ms);
         }
     }
-    (Summary::of(steady), Summary::of(during))
 }
 
 /// The `n` slowest requests, with their start relative to the nearest upgrade signal.
@@ -196,6 +244,24 @@ fn dump(tag: &str, outcome: &Outcome, windows: &[Window]) {
         wins += &format!("{w0},{w1},{}\n", w0 + c.ready.as_micros() as u64);
     }
     let _ = std::fs::create_dir_all(dir);
-    let _ = std::fs::write(dir.join(format!("{tag}-samples.csv")), samples);
-    let _ = std::fs::write(dir.join(format!("{tag}-windows.csv")), wins);
+    let append = |name: String, text: String| {
+        use std::io::Write;
+        let path = dir.join(name);
+        let fresh = !path.exists();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut f) = f {
+            // Every turn has its own time base; the header is written once.
+            let body = if fresh {
+                &text[..]
+            } else {
+                text.split_once('\n').map_or("", |x| x.1)
+            };
+            let _ = f.write_all(body.as_bytes());
+        }
+    };
+    append(format!("{tag}-samples.csv"), samples);
+    append(format!("{tag}-windows.csv"), wins);
 }

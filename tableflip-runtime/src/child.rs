@@ -228,11 +228,14 @@ async fn spawn(
     args.extend(startup.args.iter().cloned());
     let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != SENTINEL).collect();
     env.push((SENTINEL.into(), "yes".into()));
-    let plan = sys::ShimPlan::new(
+    let exec = sys::Exec {
         program,
-        &startup.cwd,
-        &args,
-        &env,
+        cwd: &startup.cwd,
+        args: &args,
+        env: &env,
+    };
+    let plan = sys::ShimPlan::new(
+        exec,
         &placed,
         READY_FD,
         control_r.as_fd(),
@@ -245,7 +248,9 @@ async fn spawn(
     // worker thread it would stall every connection that worker serves.
     let shim = tokio::task::spawn_blocking(move || {
         let shim = sys::fork_shim(&plan);
-        drop((plan, placed, control_r, report_w, err_r, err_w, ready_w, names_r));
+        drop((
+            plan, placed, control_r, report_w, err_r, err_w, ready_w, names_r,
+        ));
         shim
     })
     .await
@@ -362,9 +367,7 @@ impl Starting {
             return;
         }
         // The shim closes its end of the report pipe when it exits.
-        let eof = async {
-            while let Ok(Some(_)) = read_record(&mut self.report).await {}
-        };
+        let eof = async { while let Ok(Some(_)) = read_record(&mut self.report).await {} };
         if tokio::time::timeout(SHIM_GRACE, eof).await.is_err() {
             let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
         }
@@ -449,7 +452,12 @@ impl Watch {
             }
             // This process may be the reaper it was re-parented to (PID 1, a subreaper).
             let status = sys::pidfd_reap(pidfd.get_ref().as_fd()).map(ExitStatus::from_raw);
-            tracing::debug!(child_pid = self.pid, stopping, ?status, "the successor is gone");
+            tracing::debug!(
+                child_pid = self.pid,
+                stopping,
+                ?status,
+                "the successor is gone"
+            );
             if stopping || status.is_some_and(|s| s.success()) {
                 Gone::Stopped
             } else if closed_while_alive {

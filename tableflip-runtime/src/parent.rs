@@ -277,7 +277,8 @@ impl Parent {
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *ready, ReadyPipe::Closed) {
             ReadyPipe::Pending(_) => {
-                self.abandoned.store(true, std::sync::atomic::Ordering::Release);
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::Release);
                 true
             }
             other => {

@@ -33,7 +33,6 @@ pub enum ReadyMode {
     Manual,
 }
 
-
 #[derive(Clone, Debug)]
 enum AddrSource {
     Literal(String),

@@ -187,15 +187,21 @@ pub(crate) struct ShimPlan {
 #[allow(unsafe_code)]
 unsafe impl Send for ShimPlan {}
 
+/// What the successor runs: its program, directory, arguments (argv\[0\] first) and
+/// environment.
+pub(crate) struct Exec<'a> {
+    pub(crate) program: &'a std::path::Path,
+    pub(crate) cwd: &'a std::path::Path,
+    pub(crate) args: &'a [std::ffi::OsString],
+    pub(crate) env: &'a [(std::ffi::OsString, std::ffi::OsString)],
+}
+
 impl ShimPlan {
-    /// A plan to start `program` with `args` (argv\[0\] first) and `env`, with `fds[i]` at
+    /// A plan to start `exec`, with `fds[i]` at
     /// descriptor `first + i` (each numbered at or above `first + fds.len()`, see
     /// [`dup_at_least`]), for a shim that reads commands on `control` and reports on `report`.
     pub(crate) fn new(
-        program: &std::path::Path,
-        cwd: &std::path::Path,
-        args: &[std::ffi::OsString],
-        env: &[(std::ffi::OsString, std::ffi::OsString)],
+        exec: Exec<'_>,
         fds: &[OwnedFd],
         first: RawFd,
         control: BorrowedFd<'_>,
@@ -206,9 +212,18 @@ impl ShimPlan {
         use std::os::unix::ffi::OsStrExt;
         let cstr = |b: &[u8]| {
             CString::new(b).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument or variable")
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a NUL byte in an argument or variable",
+                )
             })
         };
+        let Exec {
+            program,
+            cwd,
+            args,
+            env,
+        } = exec;
         let program = cstr(program.as_os_str().as_bytes())?;
         let cwd = cstr(cwd.as_os_str().as_bytes())?;
         let argv: Vec<CString> = args
@@ -277,7 +292,11 @@ pub(crate) fn fork_shim(plan: &ShimPlan) -> io::Result<nix::unistd::Pid> {
     // Every signal blocked across the fork: the shim must not run this process's handlers
     // (tokio's would write into the pipe this process reads its signals from).
     let mut old = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))?;
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
     // SAFETY: after fork the child only runs `shim_main`, which makes async-signal-safe
     // system calls on data prepared before the fork, and never returns.
     let forked = unsafe { nix::unistd::fork() };
@@ -644,7 +663,11 @@ pub(crate) fn ensure_std_fds() {
             return;
         }
         // The lowest free number is one of 0..3: the file lands there and stays open.
-        match std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
             Ok(f) if f.as_raw_fd() <= 2 => std::mem::forget(f),
             _ => return,
         }

@@ -278,7 +278,11 @@ impl Upgrader {
         // Sent under the gate: a stop that finds the gate open knows this event is queued.
         self.send(Event::Ready);
         drop(gate);
-        tracing::info!(pid = std::process::id(), listeners = inner.fds.len(), "ready");
+        tracing::info!(
+            pid = std::process::id(),
+            listeners = inner.fds.len(),
+            "ready"
+        );
         Ok(())
     }
 

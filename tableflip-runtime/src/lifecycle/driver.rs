@@ -110,7 +110,10 @@ impl Driver {
         }
     }
 
-    fn take_handover(&mut self, result: Result<Handover, UpgradeError>) -> Result<u32, UpgradeError> {
+    fn take_handover(
+        &mut self,
+        result: Result<Handover, UpgradeError>,
+    ) -> Result<u32, UpgradeError> {
         match result {
             Ok(h) => {
                 let pid = h.pid;
@@ -185,7 +188,8 @@ impl Driver {
                 if refusal == Refusal::ParentAlive {
                     // systemd may be waiting for this reload (Type=notify-reload): end it.
                     core.systemd.reloading();
-                    core.systemd.upgrade_failed(&UpgradeError::ParentAlive.to_string());
+                    core.systemd
+                        .upgrade_failed(&UpgradeError::ParentAlive.to_string());
                 }
                 if let Some(reply) = self.asking.take() {
                     let _ = reply.send(Err(refusal.error()));
@@ -211,13 +215,18 @@ impl Driver {
             }
             Effect::AnswerWaiter => {
                 let outcome = self.outcome.take();
-                if let Some(Ok(pid)) = &outcome {
-                    if self.waiter.is_none() {
-                        tracing::info!(child_pid = pid, "handed over to the new process");
-                    }
+                if let Some(Ok(pid)) = &outcome
+                    && self.waiter.is_none()
+                {
+                    tracing::info!(child_pid = pid, "handed over to the new process");
                 }
-                if matches!(before, Phase::Upgrading { cancelled: true, .. })
-                    && matches!(outcome, Some(Err(_)))
+                if matches!(
+                    before,
+                    Phase::Upgrading {
+                        cancelled: true,
+                        ..
+                    }
+                ) && matches!(outcome, Some(Err(_)))
                 {
                     tracing::info!(
                         reason = %UpgradeError::Terminating,
@@ -226,7 +235,15 @@ impl Driver {
                 }
                 if let (Some(reply), Some(outcome)) = (self.waiter.take(), outcome) {
                     let outcome = match outcome {
-                        Err(_) if matches!(before, Phase::Upgrading { cancelled: true, .. }) => {
+                        Err(_)
+                            if matches!(
+                                before,
+                                Phase::Upgrading {
+                                    cancelled: true,
+                                    ..
+                                }
+                            ) =>
+                        {
                             Err(UpgradeError::Terminating)
                         }
                         other => other,

@@ -101,7 +101,11 @@ where
         timeout: parts.drain_timeout,
         body_done: body_done_rx,
     });
-    tokio::spawn(forward_signals(signals, parts.stop_signals, inner.tx.clone()));
+    tokio::spawn(forward_signals(
+        signals,
+        parts.stop_signals,
+        inner.tx.clone(),
+    ));
 
     let handle = Handle::new(upgrader.clone());
     let body = match main(listeners, handle.clone()) {
@@ -127,7 +131,9 @@ where
     if published.borrow_and_update().exit.is_none() {
         tracing::info!("the service body returned; stopping");
     }
-    let _ = inner.tx.send(Msg::Event(Event::BodyReturned(outcome.clone())));
+    let _ = inner
+        .tx
+        .send(Msg::Event(Event::BodyReturned(outcome.clone())));
     ending(decided(&mut published).await, Some(outcome))
 }
 

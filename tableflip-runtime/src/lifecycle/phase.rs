@@ -203,7 +203,11 @@ impl Phase {
             // --- Serving ----------------------------------------------------------------
             (Serving { deferred }, Event::UpgradeSignal) if facts.parent_alive => {
                 // The previous process still drains: upgrade as soon as it has exited.
-                let effects = if deferred { vec![] } else { vec![NotifyReloading] };
+                let effects = if deferred {
+                    vec![]
+                } else {
+                    vec![NotifyReloading]
+                };
                 (Serving { deferred: true }, effects)
             }
             (Serving { .. }, Event::UpgradeSignal) => (
@@ -308,10 +312,9 @@ impl Phase {
                 Draining(Drain { stops: 1, ..d }),
                 vec![DrainContinues(*signal)],
             ),
-            (Draining(d), Event::UpgradeSignal) => (
-                self,
-                vec![IgnoreUpgradeSignal(refusal_while_draining(d))],
-            ),
+            (Draining(d), Event::UpgradeSignal) => {
+                (self, vec![IgnoreUpgradeSignal(refusal_while_draining(d))])
+            }
             (Draining(d), Event::UpgradeRequest) => (self, vec![Refuse(refusal_while_draining(d))]),
             (Draining(d), Event::SuccessorGone(Gone::Crashed))
                 if d.reason == ExitReason::Upgraded
@@ -347,15 +350,13 @@ impl Phase {
                 }
             }
             // Wait for a replacement that is starting: it is told what this process holds.
-            (Draining(d), Event::Drained) if d.rescuing => (
-                Draining(Drain { drained: true, ..d }),
-                vec![],
-            ),
+            (Draining(d), Event::Drained) if d.rescuing => {
+                (Draining(Drain { drained: true, ..d }), vec![])
+            }
             (Draining(_), Event::Drained) => (Exiting(Exit::Drained), vec![Exit(Exit::Drained)]),
-            (Draining(_), Event::DrainTimeout) => (
-                Exiting(Exit::DrainTimeout),
-                vec![Exit(Exit::DrainTimeout)],
-            ),
+            (Draining(_), Event::DrainTimeout) => {
+                (Exiting(Exit::DrainTimeout), vec![Exit(Exit::DrainTimeout)])
+            }
 
             // --- Everything else changes nothing -----------------------------------------
             (_, Event::UpgradeDone(_))

@@ -99,7 +99,11 @@ fn events() -> Vec<Event> {
 
 /// The table: (phase, event, facts) -> (phase, effects), for every transition that does
 /// something. Every other combination must leave the phase as it is and do nothing.
-fn expected(phase: Phase, event: &Event, facts: Facts) -> Option<(Phase, Vec<super::phase::Effect>)> {
+fn expected(
+    phase: Phase,
+    event: &Event,
+    facts: Facts,
+) -> Option<(Phase, Vec<super::phase::Effect>)> {
     use Event as E;
     let stopped = ExitReason::Stopped;
     let upgraded = ExitReason::Upgraded;
@@ -122,7 +126,11 @@ fn expected(phase: Phase, event: &Event, facts: Facts) -> Option<(Phase, Vec<sup
 
         (Serving { deferred }, E::UpgradeSignal) if facts.parent_alive => (
             Serving { deferred: true },
-            if deferred { vec![] } else { vec![NotifyReloading] },
+            if deferred {
+                vec![]
+            } else {
+                vec![NotifyReloading]
+            },
         ),
         (Serving { .. }, E::UpgradeSignal) => (
             UPGRADING,
@@ -251,9 +259,7 @@ fn expected(phase: Phase, event: &Event, facts: Facts) -> Option<(Phase, Vec<sup
                 )
             }
         }
-        (Draining(d), E::Drained) if d.rescuing => {
-            (Draining(Drain { drained: true, ..d }), vec![])
-        }
+        (Draining(d), E::Drained) if d.rescuing => (Draining(Drain { drained: true, ..d }), vec![]),
         (Draining(_), E::Drained) => (Exiting(Exit::Drained), vec![Exit(Exit::Drained)]),
         (Draining(_), E::DrainTimeout) => {
             (Exiting(Exit::DrainTimeout), vec![Exit(Exit::DrainTimeout)])
@@ -281,7 +287,12 @@ fn every_event_in_every_phase_does_what_the_table_says() {
 #[test]
 fn a_stop_before_ready_aborts_and_a_ready_that_won_the_race_stops_gracefully() {
     let (phase, effects) = Starting.on(&Event::Stop(Some(SIGINT)), ALONE);
-    assert_eq!(phase, Aborting { signal: Some(SIGINT) });
+    assert_eq!(
+        phase,
+        Aborting {
+            signal: Some(SIGINT)
+        }
+    );
     assert_eq!(effects, vec![Abandon]);
     let (after, _) = phase.on(&Event::Aborted, ALONE);
     assert_eq!(after, Exiting(Exit::Aborted(Some(SIGINT))));

@@ -1,13 +1,16 @@
-//! Parsing of network names, addresses and durations in Go's vocabulary.
+//! Network names, addresses and durations in Go's vocabulary, parsed once.
 //!
-//! This module depends on nothing but `std`: the same file is compiled into the
-//! `tableflip-macros` proc-macro crate (through `#[path]`) to check literal addresses and
-//! durations at compile time, and into the runtime to check them from configuration and
-//! environment variables. Both therefore give the same answer and the same error message.
+//! A small crate of its own, depending on nothing but `std`, so that the `#[tableflip::main]`
+//! attribute (`tableflip-macros`, which checks literal addresses and durations at compile
+//! time) and the runtime (`tableflip-runtime`, which checks them from configuration and
+//! environment variables) share one parser: both give the same answer and the same error
+//! message. Not meant to be used directly: the `tableflip` crate re-exports what users need.
 //!
 //! Addresses follow Go's `net.SplitHostPort` rules, a little stricter where Go's leniency
 //! would only surprise: ports must be decimal numbers (no service names such as `"http"`),
 //! IPv6 literals must be bracketed, and brackets hold only IPv6 literals.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -502,14 +505,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, AddrError> {
 
 /// The shortest upgrade or drain timeout that can work: a new process needs time to start,
 /// and a drain of zero cuts every request in flight.
-pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// The longest: beyond a day a timeout is a typo, not a plan (and 100 years overflows
 /// clocks).
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Checks that an upgrade or drain timeout is between [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`];
 /// the error says why not, for one line after the setting's name.
-pub(crate) fn check_timeout(what: &str, d: Duration) -> Result<(), String> {
+pub fn check_timeout(what: &str, d: Duration) -> Result<(), String> {
     if d < MIN_TIMEOUT {
         return Err(format!(
             "{what} of {d:?} is too short: at least {MIN_TIMEOUT:?} (e.g. \"30s\")"
