@@ -405,6 +405,10 @@ fn more_fds_than_names_are_closed_with_one_warning_and_the_child_serves() {
         "the ready byte; stderr:\n{}",
         child.stderr()
     );
+    // The log is written by a thread of its own: the line may follow the ready byte.
+    wait_until("the warning in the log", || {
+        child.stderr().contains("did not name")
+    });
     let err = child.stderr();
     let warnings: Vec<&str> = err.lines().filter(|l| l.contains("did not name")).collect();
     assert_eq!(warnings.len(), 1, "{err}");

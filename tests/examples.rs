@@ -57,16 +57,12 @@ fn holds(pid: i32, inode: &str) -> bool {
         .any(|f| f.ends_with(&format!("socket:[{inode}]")))
 }
 
-/// Does `pid` hold an accepted (established) TCP connection on local `port`?
-fn serving_connection(pid: i32, port: u16) -> bool {
-    let hex = format!(":{port:04X}");
-    ["tcp", "tcp6"].iter().any(|t| {
-        let text = std::fs::read_to_string(format!("/proc/net/{t}")).unwrap_or_default();
-        text.lines().skip(1).any(|l| {
-            let c: Vec<&str> = l.split_whitespace().collect();
-            c.len() > 9 && c[1].ends_with(&hex) && c[3] == "01" && holds(pid, c[9])
-        })
-    })
+/// Sends `GET path` from a thread once `pid` serves, and waits (bounded) until `pid` has
+/// accepted it: a new socket appears among its descriptors. (Not by reading
+/// `/proc/net/tcp`: while other processes churn through connections, a listing can skip
+/// the very entry it is asked for.)
+fn request_accepted_by(pid: i32, addr: SocketAddr, path: &str) -> PendingRequest {
+    PendingRequest::send_accepted_by(addr, path, pid)
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -203,18 +199,12 @@ fn http_request_in_flight_finishes_on_the_old_process() {
     );
     wait_until("http answers", || http_pid_of(addr).is_ok());
     let old = svc.first_pid();
-    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=1500"));
     // The slow request is being served by the old process before the upgrade starts.
-    wait_until("the slow request reaches the old process", || {
-        serving_connection(old, port)
-    });
+    let slow = request_accepted_by(old, addr, "/slow?ms=1500");
     signal(old, Signal::SIGHUP);
     let new = wait_new_http_pid(addr, old);
     svc.track(new);
-    let body = slow
-        .join()
-        .unwrap()
-        .expect("the in-flight request completes");
+    let body = slow.answer().expect("the in-flight request completes");
     assert_eq!(parse_pid(&body), Some(old), "answered by the old process");
     assert_eq!(
         wait_reaped(old, WAIT),
@@ -232,13 +222,9 @@ fn sigterm_drains_the_request_in_flight_and_exits_0() {
     let mut svc = Service::start(&example("http"), &scratch, &[("ADDR", &addr.to_string())]);
     wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=1000"));
-    wait_until("the slow request arrives", || serving_connection(pid, port));
+    let slow = request_accepted_by(pid, addr, "/slow?ms=1000");
     signal(pid, Signal::SIGTERM);
-    let body = slow
-        .join()
-        .unwrap()
-        .expect("the in-flight request completes");
+    let body = slow.answer().expect("the in-flight request completes");
     assert_eq!(parse_pid(&body), Some(pid));
     assert_eq!(svc.wait_first_exit(), Some(0));
     assert!(svc.stderr().contains("reason=Stopped"));
@@ -252,18 +238,14 @@ fn a_second_sigterm_during_the_drain_exits_at_once() {
     let mut svc = Service::start(&example("http"), &scratch, &[("ADDR", &addr.to_string())]);
     wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=60000"));
-    wait_until("the slow request arrives", || serving_connection(pid, port));
+    let slow = request_accepted_by(pid, addr, "/slow?ms=60000");
     signal(pid, Signal::SIGTERM);
     wait_until("the drain begins", || {
         svc.stderr().contains("shutting down")
     });
     signal(pid, Signal::SIGTERM);
     assert_eq!(svc.wait_first_exit(), Some(128 + 15), "forced exit code");
-    assert!(
-        slow.join().unwrap().is_err(),
-        "the 60 s request was cut short"
-    );
+    assert!(slow.answer().is_err(), "the 60 s request was cut short");
 }
 
 #[test]
@@ -281,12 +263,11 @@ fn drain_timeout_bounds_the_drain() {
     );
     wait_until("http answers", || http_pid_of(addr).is_ok());
     let pid = svc.first_pid();
-    let slow = std::thread::spawn(move || http_exchange(addr, "/slow?ms=60000"));
-    wait_until("the slow request arrives", || serving_connection(pid, port));
+    let slow = request_accepted_by(pid, addr, "/slow?ms=60000");
     signal(pid, Signal::SIGTERM);
     assert_eq!(svc.wait_first_exit(), Some(0));
     assert!(svc.stderr().contains("drain timeout"), "{}", svc.stderr());
-    assert!(slow.join().unwrap().is_err());
+    assert!(slow.answer().is_err());
 }
 
 #[test]

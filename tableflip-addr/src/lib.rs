@@ -503,6 +503,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, AddrError> {
         })
 }
 
+/// The shortest upgrade or drain timeout that can work: a new process needs time to start,
+/// and a drain of zero cuts every request in flight.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest: beyond a day a timeout is a typo, not a plan (and 100 years overflows
+/// clocks).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks that an upgrade or drain timeout is between [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`];
+/// the error says why not, for one line after the setting's name.
+pub fn check_timeout(what: &str, d: Duration) -> Result<(), String> {
+    if d < MIN_TIMEOUT {
+        return Err(format!(
+            "{what} of {d:?} is too short: at least {MIN_TIMEOUT:?} (e.g. \"30s\")"
+        ));
+    }
+    if d > MAX_TIMEOUT {
+        return Err(format!(
+            "{what} of {d:?} is absurdly long: at most 24h (e.g. \"30s\")"
+        ));
+    }
+    Ok(())
+}
+
 /// Nanoseconds in one of each unit.
 const UNITS: [(&str, u128); 8] = [
     ("ns", 1),

@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Expr, ExprLit, ExprPath, Ident, Lit, LitInt, LitStr, Path, Token};
 
-use crate::addr::parse_duration;
+use crate::addr::{check_timeout, parse_duration};
 use crate::ast::{Errors, Flavor, Options, Ready, Spanned};
 
 /// Every option, in the order the docs list them.
@@ -131,17 +131,7 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
         let value = ungroup(value);
         match name.as_str() {
             "pid_file" => options.pid_file = pid_file(&value, errors),
-            "upgrade_timeout" => {
-                options.upgrade_timeout = duration(&name, &value, errors);
-                if let Some(d) = options.upgrade_timeout.filter(|d| d.value.is_zero()) {
-                    errors.at(
-                        d.span,
-                        "an upgrade timeout of zero fails every upgrade; give the new process \
-                         time to start, e.g. `upgrade_timeout = \"60s\"`",
-                    );
-                    options.upgrade_timeout = None;
-                }
-            }
+            "upgrade_timeout" => options.upgrade_timeout = duration(&name, &value, errors),
             "drain_timeout" => options.drain_timeout = duration(&name, &value, errors),
             "upgrade_signal" => {
                 options.upgrade_signal = signal_lit(&name, &value, "\"SIGHUP\"", errors)
@@ -214,11 +204,19 @@ fn pid_file(value: &Expr, errors: &mut Errors) -> Option<LitStr> {
 /// A duration, parsed with the runtime's own parser.
 fn duration(key: &str, value: &Expr, errors: &mut Errors) -> Option<Spanned<std::time::Duration>> {
     let lit = lit_str(key, value, "\"30s\"", errors)?;
+    // Zero and absurd values are refused as the runtime refuses them from the environment.
+    let what = key.replace('_', " ");
     match parse_duration(&lit.value()) {
-        Ok(value) => Some(Spanned {
-            value,
-            span: lit.span(),
-        }),
+        Ok(value) => match check_timeout(&what, value) {
+            Ok(()) => Some(Spanned {
+                value,
+                span: lit.span(),
+            }),
+            Err(msg) => {
+                errors.at(lit.span(), msg);
+                None
+            }
+        },
         Err(e) => {
             errors.at(lit.span(), e);
             None

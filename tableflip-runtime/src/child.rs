@@ -1,11 +1,30 @@
 //! The parent's view of its child: start it with the handshake, wait until it is ready,
-//! exits, times out, or the upgrade is cancelled. No child is ever left unreaped.
+//! exits, times out, or the upgrade is cancelled; then hand it over and watch it.
+//!
+//! The successor is started through a *shim*: a forked copy of this process that forks and
+//! executes the successor, reports its pid, and stays its parent only while it initialises.
+//! A successor that exits before it is ready is reaped by the shim, which reports its exit
+//! status; one that times out is killed and reaped by it. Once the successor is ready this
+//! process tells the shim to exit and reaps it: the successor is then re-parented to the
+//! nearest reaper above this process (systemd, or a subreaper), *before* systemd hears
+//! `MAINPID=` naming it. systemd treats a main process that is not its child as an "alien" it
+//! cannot supervise (at `systemctl stop` it does not wait for it and ends the unit failed);
+//! a re-parented successor is its child like the first process was.
+//!
+//! After the handover this process watches the successor through a pidfd (Linux ≥ 5.3),
+//! opened while the shim still held the successor unreaped, so the pid can never name
+//! another process. A successor that begins a graceful stop while its parent lives writes
+//! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
+//! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
@@ -16,118 +35,122 @@ use crate::fds::Key;
 use crate::parent::{FIRST_FILE_FD, READY_BYTE, READY_FD};
 use crate::{gob, sys};
 
-/// A successor that became ready. Holding `names` open tells it we are alive.
+/// How long the shim may take to obey a command before it is killed.
+const SHIM_GRACE: Duration = Duration::from_secs(2);
+
+/// A successor that became ready and has been handed over: re-parented, no longer ours.
 pub(crate) struct Ready {
     pub(crate) pid: u32,
+    /// The write end of its names pipe: holding it open tells it we are alive.
     pub(crate) names: OwnedFd,
-    /// The running successor, for the caller to reap (and watch).
-    pub(crate) child: tokio::process::Child,
+    /// What to watch it with.
+    pub(crate) watch: Watch,
 }
 
-/// Starts the successor and waits for the outcome.
+/// Watches a handed-over successor until it is gone.
+pub(crate) struct Watch {
+    pid: u32,
+    /// Readable once the successor has exited (Linux); `None` where pidfds do not exist.
+    pidfd: Option<OwnedFd>,
+    /// The read end of its ready pipe: a byte means "stopping on purpose", end of file that
+    /// it exited or closed the pipe.
+    ready: pipe::Receiver,
+}
+
+/// How a watched successor went away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gone {
+    /// It said it was stopping (a stop signal or request) before it exited.
+    Stopped,
+    /// It exited without saying so: a crash.
+    Crashed,
+    /// It does not say whether it stops on purpose (a peer that closes its ready pipe after
+    /// the ready byte, as Go tableflip does), or it can't be watched here: left alone.
+    Unknown,
+}
+
+/// Starts the successor and waits for the outcome; on success hands it over (the shim is
+/// reaped, the successor re-parented).
 pub(crate) async fn upgrade(
     startup: &Startup,
     files: Vec<(Key, OwnedFd)>,
     timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut cancel: watch::Receiver<bool>,
 ) -> Result<Ready, UpgradeError> {
     let started = Instant::now();
     let program = startup.program().map_err(|source| UpgradeError::Spawn {
         path: PathBuf::from(&startup.argv0),
         source,
     })?;
-
-    let (ready_r, ready_w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
-    let (names_r, names_w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
     let names: Vec<Vec<String>> = files.iter().map(|(k, _)| k.to_names_entry()).collect();
     let bytes = gob::encode_names(&names);
 
-    // fd 3, fd 4, then fd 5+i. `files` already sit above the highest target (see
-    // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
-    // overwrites another still to be placed.
-    let first_free = FIRST_FILE_FD + files.len() as RawFd;
-    let mut placed = Vec::with_capacity(files.len() + 2);
-    for fd in [ready_w.as_fd(), names_r.as_fd()] {
-        placed.push(sys::dup_at_least(fd, first_free).map_err(UpgradeError::Io)?);
-    }
-    placed.extend(files.into_iter().map(|(_, fd)| fd));
-
-    let mut cmd = std::process::Command::new(&program);
-    cmd.arg0(&startup.argv0)
-        .args(&startup.args)
-        .current_dir(&startup.cwd)
-        .env(SENTINEL, "yes");
-    sys::place_fds(&mut cmd, &placed, READY_FD);
-    let child = spawn_retrying_busy(tokio::process::Command::from(cmd))
+    let mut child = spawn_retrying_busy(startup, &program, files)
         .await
-        .map_err(|source| UpgradeError::Spawn {
-            path: program.clone(),
-            source,
+        .map_err(|e| match e {
+            Spawned::Failed(source) => UpgradeError::Spawn {
+                path: program.clone(),
+                source,
+            },
+            Spawned::Io(e) => UpgradeError::Io(e),
         })?;
-    // If this future is dropped before the outcome (the caller gave up), the child dies too.
-    let mut guard = KillOnDrop(Some(child));
-    let child = guard.0.as_mut().expect("just set");
-    // The child has its copies; ours must go, or we would never see EOF on the ready pipe.
-    drop(placed);
-    drop(ready_w);
-    drop(names_r);
-    let pid = child.id().unwrap_or_default();
+    let pid = child.pid;
     tracing::info!(child_pid = pid, program = %program.display(), "started new process");
 
-    let mut ready_r = pipe::Receiver::from_owned_fd(ready_r).map_err(UpgradeError::Io)?;
-    let mut names_tx = pipe::Sender::from_owned_fd(names_w).map_err(UpgradeError::Io)?;
-
     let outcome = {
+        let names_tx = &mut child.names;
         let write_names = async {
             // A child that dies before reading gives EPIPE: its exit is reported instead.
             let _ = names_tx.write_all(&bytes).await;
             std::future::pending::<()>().await
         };
+        let ready_rx = &mut child.ready;
         let wait_ready = async {
             let mut byte = [0u8; 1];
-            match ready_r.read(&mut byte).await {
+            match ready_rx.read(&mut byte).await {
                 Ok(1) if byte[0] == READY_BYTE => {}
                 // EOF or another byte: not ready. Keep waiting for exit or the timeout.
                 _ => std::future::pending::<()>().await,
             }
         };
+        let report = &mut child.report;
         tokio::select! {
             // A child that says ready and exits at once did say ready: check that first.
             biased;
             () = wait_ready => Ok(()),
             () = write_names => unreachable!("write_names never completes"),
-            status = child.wait() => Err(match status {
+            status = exited(report) => Err(match status {
                 Ok(status) => UpgradeError::ChildExited { pid, status },
                 Err(e) => UpgradeError::Io(e),
             }),
             () = tokio::time::sleep(timeout) => Err(UpgradeError::TimedOut { pid, timeout }),
-            _ = stop.wait_for(|s| *s) => Err(UpgradeError::Terminating),
+            _ = cancel.wait_for(|c| *c) => Err(UpgradeError::Terminating),
         }
     };
-    // The exit can be noticed (SIGCHLD) before the reactor has seen the ready byte that the
-    // child wrote before exiting: a child that said ready did say ready.
+    // The exit can be reported before the reactor has seen the ready byte that the child
+    // wrote before exiting: a child that said ready did say ready.
     let outcome = match outcome {
-        Err(UpgradeError::ChildExited { .. }) if said_ready(&ready_r) => Ok(()),
+        Err(UpgradeError::ChildExited { .. }) if said_ready(&child.ready) => Ok(()),
         other => other,
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
 
     match outcome {
         Ok(()) => {
-            let child = guard.0.take().expect("still held");
             tracing::info!(child_pid = pid, elapsed_ms, "new process is ready");
-            let names = names_tx.into_blocking_fd().map_err(UpgradeError::Io)?;
-            Ok(Ready { pid, names, child })
+            Ok(child.hand_over().await?)
         }
         Err(err) => {
-            if !matches!(err, UpgradeError::ChildExited { .. }) {
-                let _ = child.start_kill();
-                let status = child.wait().await;
-                tracing::warn!(
-                    child_pid = pid,
-                    ?status,
-                    "killed and reaped the new process"
-                );
+            match &err {
+                UpgradeError::ChildExited { .. } => child.reap_shim().await,
+                _ => {
+                    let status = child.kill().await;
+                    tracing::warn!(
+                        child_pid = pid,
+                        ?status,
+                        "killed and reaped the new process"
+                    );
+                }
             }
             tracing::warn!(child_pid = pid, elapsed_ms, error = %err, "upgrade failed");
             Err(err)
@@ -135,38 +158,41 @@ pub(crate) async fn upgrade(
     }
 }
 
-/// Kills (and, through tokio's orphan reaper, reaps) a child that is dropped before its
-/// upgrade had an outcome.
-struct KillOnDrop(Option<tokio::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.start_kill();
-        }
-    }
+/// A successor still initialising, with its shim.
+struct Starting {
+    shim: Pid,
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    control: pipe::Sender,
+    report: pipe::Receiver,
+    ready: pipe::Receiver,
+    names: pipe::Sender,
+    /// Set once the shim has been reaped.
+    reaped: bool,
 }
 
-/// Spawns, retrying for a short while if the executable is busy (`ETXTBSY`): a binary that a
-/// deploy tool has just written may still be open for writing in some process, for example
-/// one that forked while the file was open and has not exec'd yet.
-///
-/// The fork and exec run on tokio's blocking pool: they take a millisecond or more, and on a
-/// worker thread they would stall every connection that worker serves.
+enum Spawned {
+    /// The program could not be executed (the OS error of `execve` or `fork`).
+    Failed(std::io::Error),
+    /// Setting up failed.
+    Io(std::io::Error),
+}
+
+/// Starts the shim and the successor, retrying for a short while if the executable is busy
+/// (`ETXTBSY`): a binary a deploy tool has just written may still be open for writing in
+/// some process, for example one that forked while the file was open and has not exec'd yet.
 async fn spawn_retrying_busy(
-    mut cmd: tokio::process::Command,
-) -> std::io::Result<tokio::process::Child> {
+    startup: &Startup,
+    program: &std::path::Path,
+    files: Vec<(Key, OwnedFd)>,
+) -> Result<Starting, Spawned> {
+    let files: Vec<OwnedFd> = files.into_iter().map(|(_, fd)| fd).collect();
     let mut attempts = 0;
     loop {
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            let result = cmd.spawn();
-            (cmd, result)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        cmd = back;
-        match result {
-            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 => {
+        match spawn(startup, program, &files).await {
+            Err(Spawned::Failed(e))
+                if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 =>
+            {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -175,10 +201,277 @@ async fn spawn_retrying_busy(
     }
 }
 
+async fn spawn(
+    startup: &Startup,
+    program: &std::path::Path,
+    files: &[OwnedFd],
+) -> Result<Starting, Spawned> {
+    let io = Spawned::Io;
+    let (ready_r, ready_w) = sys::pipe_cloexec().map_err(io)?;
+    let (names_r, names_w) = sys::pipe_cloexec().map_err(io)?;
+    let (control_r, control_w) = sys::pipe_cloexec().map_err(io)?;
+    let (report_r, report_w) = sys::pipe_cloexec().map_err(io)?;
+    let (err_r, err_w) = sys::pipe_cloexec().map_err(io)?;
+
+    // fd 3, fd 4, then fd 5+i. `files` already sit above the highest target (see
+    // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
+    // overwrites another still to be placed.
+    let first_free = FIRST_FILE_FD + files.len() as RawFd;
+    let mut placed = Vec::with_capacity(files.len() + 2);
+    for fd in [ready_w.as_fd(), names_r.as_fd()] {
+        placed.push(sys::dup_at_least(fd, first_free).map_err(io)?);
+    }
+    for fd in files {
+        placed.push(fd.try_clone().map_err(io)?);
+    }
+    let mut args = vec![startup.argv0.clone()];
+    args.extend(startup.args.iter().cloned());
+    let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != SENTINEL).collect();
+    env.push((SENTINEL.into(), "yes".into()));
+    let exec = sys::Exec {
+        program,
+        cwd: &startup.cwd,
+        args: &args,
+        env: &env,
+    };
+    let plan = sys::ShimPlan::new(
+        exec,
+        &placed,
+        READY_FD,
+        control_r.as_fd(),
+        report_w.as_fd(),
+        (err_r.as_fd(), err_w.as_fd()),
+    )
+    .map_err(io)?;
+
+    // The fork runs on tokio's blocking pool: it takes a millisecond or more, and on a
+    // worker thread it would stall every connection that worker serves.
+    let shim = tokio::task::spawn_blocking(move || {
+        let shim = sys::fork_shim(&plan);
+        drop((
+            plan, placed, control_r, report_w, err_r, err_w, ready_w, names_r,
+        ));
+        shim
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e)))?
+    .map_err(io)?;
+
+    let mut starting = Starting {
+        shim,
+        pid: 0,
+        pidfd: None,
+        control: pipe::Sender::from_owned_fd(control_w).map_err(io)?,
+        report: pipe::Receiver::from_owned_fd(report_r).map_err(io)?,
+        ready: pipe::Receiver::from_owned_fd(ready_r).map_err(io)?,
+        names: pipe::Sender::from_owned_fd(names_w).map_err(io)?,
+        reaped: false,
+    };
+    let first = tokio::time::timeout(SHIM_GRACE * 5, read_record(&mut starting.report)).await;
+    match first {
+        Ok(Ok(Some((sys::REC_STARTED, pid)))) => {
+            starting.pid = pid as u32;
+            // The shim does not reap the successor before it reads CMD_WATCH: the pid still
+            // names our successor here.
+            #[cfg(target_os = "linux")]
+            {
+                starting.pidfd = sys::pidfd_open(pid).ok();
+            }
+            let _ = starting.control.write_all(&[sys::CMD_WATCH]).await;
+            Ok(starting)
+        }
+        Ok(Ok(Some((sys::REC_EXEC_FAILED, errno)))) => {
+            starting.reap_shim().await;
+            Err(Spawned::Failed(std::io::Error::from_raw_os_error(errno)))
+        }
+        other => {
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            starting.reap_shim().await;
+            Err(io(std::io::Error::other(format!(
+                "the process that starts the new one failed: {other:?}"
+            ))))
+        }
+    }
+}
+
+/// Reads one record from the shim; `None` at end of file.
+async fn read_record(report: &mut pipe::Receiver) -> std::io::Result<Option<(u8, i32)>> {
+    let mut rec = [0u8; sys::RECORD_LEN];
+    match report.read_exact(&mut rec).await {
+        Ok(_) => Ok(Some((
+            rec[0],
+            i32::from_ne_bytes(rec[1..].try_into().expect("4 bytes")),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until the shim reports the successor's exit; its status.
+async fn exited(report: &mut pipe::Receiver) -> std::io::Result<ExitStatus> {
+    loop {
+        match read_record(report).await? {
+            Some((sys::REC_EXITED, status)) => return Ok(ExitStatus::from_raw(status)),
+            Some(_) => continue,
+            None => {
+                // The shim died without a report (killed by an operator): the successor
+                // is re-parented and no longer ours to wait for.
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+impl Starting {
+    /// Tells the shim to exit and reaps it: the successor is then re-parented.
+    async fn hand_over(mut self) -> Result<Ready, UpgradeError> {
+        let _ = self.control.write_all(&[sys::CMD_RELEASE]).await;
+        self.reap_shim().await;
+        let names = std::mem::replace(&mut self.names, placeholder_sender()?)
+            .into_blocking_fd()
+            .map_err(UpgradeError::Io)?;
+        let ready = std::mem::replace(&mut self.ready, placeholder_receiver()?);
+        Ok(Ready {
+            pid: self.pid,
+            names,
+            watch: Watch {
+                pid: self.pid,
+                pidfd: self.pidfd.take(),
+                ready,
+            },
+        })
+    }
+
+    /// Kills the successor through the shim and waits for its status (bounded; a shim that
+    /// does not answer is killed, and the successor through its pidfd).
+    async fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.control.write_all(&[sys::CMD_KILL]).await;
+        let status = tokio::time::timeout(SHIM_GRACE, exited(&mut self.report))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if status.is_none() {
+            #[cfg(target_os = "linux")]
+            if let Some(pidfd) = &self.pidfd {
+                let _ = sys::pidfd_kill(pidfd.as_fd(), Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
+        }
+        self.reap_shim().await;
+        status
+    }
+
+    /// Waits (bounded) for the shim to exit and reaps it.
+    async fn reap_shim(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // The shim closes its end of the report pipe when it exits.
+        let eof = async { while let Ok(Some(_)) = read_record(&mut self.report).await {} };
+        if tokio::time::timeout(SHIM_GRACE, eof).await.is_err() {
+            let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
+        }
+        let shim = self.shim;
+        let _ = tokio::task::spawn_blocking(move || nix::sys::wait::waitpid(shim, None)).await;
+        self.reaped = true;
+    }
+}
+
+impl Drop for Starting {
+    /// An upgrade abandoned halfway (its future dropped): the shim is told to kill the
+    /// successor, and reaped on the blocking pool, so that nothing is left behind.
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        use std::io::Write;
+        if let Ok(fd) = self.control.as_fd().try_clone_to_owned() {
+            let _ = std::fs::File::from(fd).write_all(&[sys::CMD_KILL]);
+        }
+        let shim = self.shim;
+        let reap = move || {
+            let _ = nix::sys::wait::waitpid(shim, None);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(reap)),
+            Err(_) => drop(std::thread::Builder::new().spawn(reap)),
+        }
+    }
+}
+
+fn placeholder_sender() -> Result<pipe::Sender, UpgradeError> {
+    let (_r, w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
+    pipe::Sender::from_owned_fd(w).map_err(UpgradeError::Io)
+}
+
+fn placeholder_receiver() -> Result<pipe::Receiver, UpgradeError> {
+    let (r, _w) = sys::pipe_cloexec().map_err(UpgradeError::Io)?;
+    pipe::Receiver::from_owned_fd(r).map_err(UpgradeError::Io)
+}
+
+impl Watch {
+    /// Waits until the successor is gone, and says how it went.
+    pub(crate) async fn gone(mut self) -> Gone {
+        #[cfg(target_os = "linux")]
+        let Some(pidfd) = self.pidfd.take() else {
+            return std::future::pending().await;
+        };
+        #[cfg(not(target_os = "linux"))]
+        return std::future::pending().await;
+        #[cfg(target_os = "linux")]
+        {
+            let Ok(pidfd) = sys::async_pidfd(pidfd) else {
+                return std::future::pending().await;
+            };
+            let mut stopping = false;
+            let mut closed_while_alive = false;
+            let mut buf = [0u8; 16];
+            let exited = async {
+                let _ = pidfd.readable().await;
+            };
+            tokio::pin!(exited);
+            loop {
+                tokio::select! {
+                    biased;
+                    n = self.ready.read(&mut buf), if !closed_while_alive => match n {
+                        Ok(n) if n > 0 => stopping = true,
+                        _ => {
+                            // End of file: the successor exits (its descriptors close just
+                            // before its pidfd turns readable), or it closed the pipe early.
+                            if tokio::time::timeout(Duration::from_millis(200), &mut exited)
+                                .await
+                                .is_ok()
+                            {
+                                break;
+                            }
+                            closed_while_alive = !stopping;
+                        }
+                    },
+                    () = &mut exited => break,
+                }
+            }
+            // This process may be the reaper it was re-parented to (PID 1, a subreaper).
+            let status = sys::pidfd_reap(pidfd.get_ref().as_fd()).map(ExitStatus::from_raw);
+            tracing::debug!(
+                child_pid = self.pid,
+                stopping,
+                ?status,
+                "the successor is gone"
+            );
+            if stopping || status.is_some_and(|s| s.success()) {
+                Gone::Stopped
+            } else if closed_while_alive {
+                Gone::Unknown
+            } else {
+                Gone::Crashed
+            }
+        }
+    }
+}
+
 /// Is the ready byte waiting in the pipe? Reads the descriptor directly, not through the
 /// reactor's readiness (which may lag behind).
 fn said_ready(ready: &pipe::Receiver) -> bool {
-    use std::os::fd::AsRawFd;
     let mut byte = [0u8; 1];
     matches!(nix::unistd::read(ready.as_raw_fd(), &mut byte), Ok(1)) && byte[0] == READY_BYTE
 }

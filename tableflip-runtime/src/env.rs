@@ -62,6 +62,7 @@ pub(crate) fn startup() -> &'static Startup {
 }
 
 fn capture() -> Startup {
+    sys::ensure_std_fds();
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let args: Vec<OsString> = args.collect();

@@ -93,6 +93,17 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// A setting that can't work (a zero or absurd duration).
+    #[error("{what}: {msg}")]
+    Config {
+        /// The setting.
+        what: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A stop came before this process was ready: it will never say ready.
+    #[error("stopped before ready")]
+    Aborted,
     /// Only one [`Upgrader`](crate::Upgrader) may exist in a process.
     #[error("only one Upgrader may exist in a process")]
     AlreadyCreated,

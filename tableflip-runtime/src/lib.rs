@@ -18,6 +18,7 @@ mod error;
 mod fds;
 mod gob;
 mod lifecycle;
+mod log;
 mod net;
 mod parent;
 mod pidfile;

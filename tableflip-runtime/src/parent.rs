@@ -23,12 +23,39 @@ pub(crate) const NAMES_FD: RawFd = 4;
 pub(crate) const FIRST_FILE_FD: RawFd = 5;
 /// The byte that means "ready".
 pub(crate) const READY_BYTE: u8 = 42;
+/// The byte a Rust child writes on fd 3, after the ready byte, when it begins a graceful
+/// stop while its parent lives (a protocol extension: see docs/protocol.md). End of file
+/// without it means the child died.
+pub(crate) const STOPPING_BYTE: u8 = b's';
 /// How long the child waits for the parent to send the names.
 const NAMES_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// fd 3, the ready pipe, through its life.
+enum ReadyPipe {
+    /// Not ready yet.
+    Pending(OwnedFd),
+    /// The ready byte was sent; kept open to say "stopping" later (or to close at exit).
+    Sent(OwnedFd),
+    /// Closed: the stop was announced, the parent is gone, or the start was abandoned.
+    Closed,
+}
+
+/// What [`Parent::send_ready`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadySent {
+    /// The byte went out now.
+    Now,
+    /// It had been sent before.
+    Before,
+    /// The start was abandoned: this process will never say ready.
+    Abandoned,
+}
+
 /// The parent as seen from the child.
 pub(crate) struct Parent {
-    ready: Mutex<Option<OwnedFd>>,
+    ready: Arc<Mutex<ReadyPipe>>,
+    /// The start was abandoned (a stop before ready).
+    abandoned: std::sync::atomic::AtomicBool,
     /// `None` while the parent lives; then `Ok` if it closed fd 4 cleanly.
     exited: watch::Receiver<Option<Result<(), String>>>,
     /// fd 4, owned by the watcher thread (it closes it once the parent is gone).
@@ -65,6 +92,8 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
     let warning = close_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd);
 
     let (tx, rx) = watch::channel(None);
+    let ready = Arc::new(Mutex::new(ReadyPipe::Pending(ready)));
+    let ready_in_watcher = ready.clone();
     let names_fd = Arc::new(names_fd);
     let watched = names_fd.clone();
     let names = Arc::downgrade(&names_fd);
@@ -73,13 +102,20 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
         .name("tableflip-parent".into())
         .spawn(move || {
             let result = wait_for_eof(watched.as_fd());
+            // Nobody reads fd 3 any more: a "stopping" byte would go nowhere.
+            let mut ready = ready_in_watcher.lock().unwrap_or_else(|e| e.into_inner());
+            if let ReadyPipe::Sent(_) = *ready {
+                *ready = ReadyPipe::Closed;
+            }
+            drop(ready);
             let _ = tx.send(Some(result));
         })
         .map_err(|e| Error::io("can't start the thread that watches the parent", e))?;
 
     Ok(Handoff {
         parent: Parent {
-            ready: Mutex::new(Some(ready)),
+            ready,
+            abandoned: std::sync::atomic::AtomicBool::new(false),
             exited: rx,
             names,
         },
@@ -202,23 +238,68 @@ fn wait_for_eof(fd: BorrowedFd<'_>) -> Result<(), String> {
 }
 
 impl Parent {
-    /// Sends the ready byte and closes fd 3. A parent that is already gone is not an error
-    /// for the caller: this process is then the service (with a warning).
-    pub(crate) fn send_ready(&self) -> Result<(), Error> {
-        let Some(fd) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Ok(());
+    /// Sends the ready byte (once), keeping fd 3 open for [`send_stopping`]. A parent that
+    /// is already gone is not an error for the caller: this process is then the service
+    /// (with a warning).
+    ///
+    /// [`send_stopping`]: Self::send_stopping
+    pub(crate) fn send_ready(&self) -> Result<ReadySent, Error> {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = match std::mem::replace(&mut *ready, ReadyPipe::Closed) {
+            ReadyPipe::Pending(fd) => fd,
+            ReadyPipe::Sent(fd) => {
+                *ready = ReadyPipe::Sent(fd);
+                return Ok(ReadySent::Before);
+            }
+            ReadyPipe::Closed if self.abandoned() => return Ok(ReadySent::Abandoned),
+            ReadyPipe::Closed => return Ok(ReadySent::Before),
         };
         let mut file = std::fs::File::from(fd);
         match file.write_all(&[READY_BYTE]) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                *ready = ReadyPipe::Sent(file.into());
+                Ok(ReadySent::Now)
+            }
             Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => {
                 tracing::warn!(
                     pid = std::process::id(),
                     "the parent process exited before this one was ready; this process is now the service"
                 );
-                Ok(())
+                Ok(ReadySent::Now)
             }
             Err(e) => Err(Error::NotifyParent(e)),
+        }
+    }
+
+    /// Gives up the start: closes fd 3 without the ready byte (the parent sees end of file:
+    /// not ready). Returns false if the ready byte was already sent.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *ready, ReadyPipe::Closed) {
+            ReadyPipe::Pending(_) => {
+                self.abandoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+                true
+            }
+            other => {
+                *ready = other;
+                false
+            }
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Tells a parent that still lives that this process is stopping on purpose (so that it
+    /// does not replace it as crashed), and closes fd 3.
+    pub(crate) fn send_stopping(&self) {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        if let ReadyPipe::Sent(fd) = std::mem::replace(&mut *ready, ReadyPipe::Closed) {
+            // A parent that is gone (EPIPE; SIGPIPE is ignored) or a Go parent, which closed
+            // its end after the ready byte: nothing to tell.
+            let _ = std::fs::File::from(fd).write_all(&[STOPPING_BYTE]);
         }
     }
 
@@ -229,6 +310,11 @@ impl Parent {
     /// is not refused with `ParentAlive`.
     pub(crate) fn has_exited(&self) -> bool {
         self.exited.borrow().is_some() || self.names.upgrade().is_some_and(|fd| hung_up(fd.as_fd()))
+    }
+
+    /// Becomes `Some` once the parent has exited.
+    pub(crate) fn exited(&self) -> watch::Receiver<Option<Result<(), String>>> {
+        self.exited.clone()
     }
 
     /// Waits until the parent has exited.

@@ -5,17 +5,14 @@ use std::fmt;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use crate::addr::{Network, parse_duration};
+use crate::addr::{Network, check_timeout, parse_duration};
 use crate::error::{Error, UpgradeError};
 use crate::fds::{FdKind, FromFd};
+pub use crate::lifecycle::drain::ConnGuard;
+use crate::lifecycle::drain::Hook;
 use crate::signals::Signal;
 use crate::upgrader::{ExitReason, Options, Upgrader};
 
@@ -35,8 +32,6 @@ pub enum ReadyMode {
     /// When the body calls [`Handle::ready`].
     Manual,
 }
-
-type Hook = Box<dyn Fn(ShutdownReason) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 #[derive(Clone, Debug)]
 enum AddrSource {
@@ -184,45 +179,6 @@ impl<E: fmt::Debug> Outcome for Result<(), E> {
     }
 }
 
-/// Counts in-flight connections, so that a drain ends as soon as they are done.
-#[derive(Default)]
-pub(crate) struct Tracker {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// An in-flight connection; the drain waits until every guard is dropped.
-#[must_use = "the connection counts as in flight until this guard is dropped"]
-pub struct ConnGuard {
-    tracker: Arc<Tracker>,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        if self.tracker.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.tracker.idle.notify_waiters();
-        }
-    }
-}
-
-impl fmt::Debug for ConnGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConnGuard")
-    }
-}
-
-impl Tracker {
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// The running service's handle: readiness, upgrades, shutdown, runtime listeners, files
 /// for the next process, and in-flight connection tracking. Cheap to clone.
 ///
@@ -262,7 +218,6 @@ impl Tracker {
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) upgrader: Upgrader,
-    pub(crate) tracker: Arc<Tracker>,
 }
 
 impl fmt::Debug for Handle {
@@ -277,10 +232,7 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// A handle over an upgrader you built yourself.
     pub fn new(upgrader: Upgrader) -> Handle {
-        Handle {
-            upgrader,
-            tracker: Arc::default(),
-        }
+        Handle { upgrader }
     }
 
     /// The underlying upgrader.
@@ -309,7 +261,8 @@ impl Handle {
         self.upgrader.upgrade().await
     }
 
-    /// Begins a graceful stop.
+    /// Begins a graceful stop (before ready: abandons the start; the process exits 1 without
+    /// ever saying ready).
     pub fn stop(&self) {
         self.upgrader.stop()
     }
@@ -391,15 +344,12 @@ impl Handle {
     /// Counts a connection as in flight until the guard is dropped; the drain after a
     /// handover or stop ends as soon as the body has returned and no guard is left.
     pub fn track(&self) -> ConnGuard {
-        self.tracker.count.fetch_add(1, Ordering::AcqRel);
-        ConnGuard {
-            tracker: self.tracker.clone(),
-        }
+        self.upgrader.inner().tracker.track()
     }
 
     /// How many connections are in flight.
     pub fn in_flight(&self) -> usize {
-        self.tracker.count.load(Ordering::Acquire)
+        self.upgrader.inner().in_flight()
     }
 }
 
@@ -582,6 +532,19 @@ impl Service {
         if let Some(d) = env_duration("TABLEFLIP_DRAIN_TIMEOUT")? {
             self.drain_timeout = d;
         }
+        let upgrade_timeout = self
+            .options
+            .upgrade_timeout
+            .unwrap_or(crate::upgrader::DEFAULT_UPGRADE_TIMEOUT);
+        for (what, d) in [
+            ("upgrade timeout", upgrade_timeout),
+            ("drain timeout", self.drain_timeout),
+        ] {
+            check_timeout(what, d).map_err(|msg| Error::Config {
+                what: what.replace(' ', "_"),
+                msg,
+            })?;
+        }
         Ok(Parts {
             options: self.options,
             drain_timeout: self.drain_timeout,
@@ -611,11 +574,20 @@ fn env_duration(name: &str) -> Result<Option<Duration>, Error> {
     let Some(value) = env_override(name)? else {
         return Ok(None);
     };
-    parse_duration(&value).map(Some).map_err(|e| Error::Env {
-        name: name.into(),
-        value,
-        msg: e.to_string(),
-    })
+    let what = if name.contains("UPGRADE") {
+        "upgrade timeout"
+    } else {
+        "drain timeout"
+    };
+    parse_duration(&value)
+        .map_err(|e| e.to_string())
+        .and_then(|d| check_timeout(what, d).map(|()| d))
+        .map(Some)
+        .map_err(|msg| Error::Env {
+            name: name.into(),
+            value,
+            msg,
+        })
 }
 
 /// Acquires a declared listener: inherited by key, else activated by systemd (by name, else

@@ -7,7 +7,6 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 
@@ -46,41 +45,6 @@ pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd
     let new = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(min))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-/// Arranges for the child started by `cmd` to find `fds[i]` at descriptor number
-/// `first + i`, without close-on-exec and with the open file description (and so its
-/// `O_NONBLOCK` state) shared with ours.
-///
-/// The caller keeps `fds` alive until the child has been spawned. Every fd in `fds` must be
-/// numbered at or above `first + fds.len()` (see [`dup_at_least`]), so that placing one never
-/// overwrites another that is still to be placed.
-pub(crate) fn place_fds(cmd: &mut std::process::Command, fds: &[OwnedFd], first: RawFd) {
-    let plan: Vec<(RawFd, RawFd)> = fds
-        .iter()
-        .enumerate()
-        .map(|(i, fd)| (fd.as_raw_fd(), first + i as RawFd))
-        .collect();
-    debug_assert!(
-        plan.iter()
-            .all(|&(src, _)| src >= first + fds.len() as RawFd)
-    );
-    let closure = move || -> io::Result<()> {
-        for &(src, dst) in &plan {
-            // SAFETY: dup2 is async-signal-safe; src is open in the forked child (the parent
-            // keeps it alive until spawn returns) and dst is a plain number we want replaced.
-            // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec.
-            if unsafe { nix::libc::dup2(src, dst) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the closure only calls dup2 (async-signal-safe) on a pre-built plan; it does
-    // not allocate, lock or touch any state shared with other threads of the parent.
-    unsafe {
-        cmd.pre_exec(closure);
-    }
 }
 
 /// Removes a variable from this process's environment.
@@ -156,4 +120,568 @@ pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
         }
         Ok((read, write))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting a successor through a shim (see `upgrade/child.rs` for why), and the process-level
+// calls around it: pidfds, dying by a signal, the open-files limit.
+// ---------------------------------------------------------------------------------------------
+
+/// What the shim reports on its report pipe: one record of [`RECORD_LEN`] bytes, a tag and a
+/// 32-bit value (native byte order: both ends are this program).
+pub(crate) const RECORD_LEN: usize = 5;
+/// The successor could not be executed; the value is the `errno` of `execve` (or `fork`).
+pub(crate) const REC_EXEC_FAILED: u8 = b'E';
+/// The successor runs; the value is its pid.
+pub(crate) const REC_STARTED: u8 = b'P';
+/// The successor exited and the shim reaped it; the value is the raw wait status.
+pub(crate) const REC_EXITED: u8 = b'X';
+/// Command to the shim: the parent holds what it needs to watch the successor; from now on
+/// the shim may reap it when it exits.
+pub(crate) const CMD_WATCH: u8 = b'w';
+/// Command to the shim: kill the successor (and report its exit).
+pub(crate) const CMD_KILL: u8 = b'k';
+/// Command to the shim: exit now, leaving the successor to be re-parented.
+pub(crate) const CMD_RELEASE: u8 = b'r';
+
+/// Signals an operator sends to "the service" (`pkill`, `KillMode=control-group`): the shim
+/// ignores them, so that it does its small job whatever it is sent.
+const SHIM_IGNORES: [i32; 6] = [
+    nix::libc::SIGHUP,
+    nix::libc::SIGINT,
+    nix::libc::SIGTERM,
+    nix::libc::SIGQUIT,
+    nix::libc::SIGUSR1,
+    nix::libc::SIGUSR2,
+];
+
+/// Everything the shim and the successor need, prepared before `fork` (after it nothing may
+/// allocate).
+pub(crate) struct ShimPlan {
+    program: std::ffi::CString,
+    /// The directory to start in, if it still exists (else the current one is inherited).
+    cwd: std::ffi::CString,
+    _argv: Vec<std::ffi::CString>,
+    argv_ptrs: Vec<*const nix::libc::c_char>,
+    _envp: Vec<std::ffi::CString>,
+    envp_ptrs: Vec<*const nix::libc::c_char>,
+    /// `(source, target)`: the successor's descriptors, placed with `dup2`.
+    places: Vec<(RawFd, RawFd)>,
+    /// The read end of the command pipe (the shim's).
+    control: RawFd,
+    /// The write end of the report pipe (the shim's).
+    report: RawFd,
+    /// The exec-error pipe: the successor writes `errno` there if `execve` fails.
+    exec_err: (RawFd, RawFd),
+    /// The highest signal number to reset.
+    max_signal: i32,
+    /// The descriptors the shim keeps (sorted): 0-2 and the ones above. It closes every
+    /// other one, so that it holds none of the parent's connections open.
+    keep: Vec<RawFd>,
+    /// The parent's descriptors when the plan was made (for systems without `close_range`).
+    open: Vec<RawFd>,
+}
+
+// SAFETY (for Send): the raw pointers point into the CStrings the plan owns; they are only
+// read, by the forked processes, while the plan is alive.
+#[allow(unsafe_code)]
+unsafe impl Send for ShimPlan {}
+
+/// What the successor runs: its program, directory, arguments (argv\[0\] first) and
+/// environment.
+pub(crate) struct Exec<'a> {
+    pub(crate) program: &'a std::path::Path,
+    pub(crate) cwd: &'a std::path::Path,
+    pub(crate) args: &'a [std::ffi::OsString],
+    pub(crate) env: &'a [(std::ffi::OsString, std::ffi::OsString)],
+}
+
+impl ShimPlan {
+    /// A plan to start `exec`, with `fds[i]` at
+    /// descriptor `first + i` (each numbered at or above `first + fds.len()`, see
+    /// [`dup_at_least`]), for a shim that reads commands on `control` and reports on `report`.
+    pub(crate) fn new(
+        exec: Exec<'_>,
+        fds: &[OwnedFd],
+        first: RawFd,
+        control: BorrowedFd<'_>,
+        report: BorrowedFd<'_>,
+        exec_err: (BorrowedFd<'_>, BorrowedFd<'_>),
+    ) -> io::Result<ShimPlan> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |b: &[u8]| {
+            CString::new(b).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a NUL byte in an argument or variable",
+                )
+            })
+        };
+        let Exec {
+            program,
+            cwd,
+            args,
+            env,
+        } = exec;
+        let program = cstr(program.as_os_str().as_bytes())?;
+        let cwd = cstr(cwd.as_os_str().as_bytes())?;
+        let argv: Vec<CString> = args
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstr(&kv)
+            })
+            .collect::<io::Result<_>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let places = fds
+            .iter()
+            .enumerate()
+            .map(|(i, fd)| (fd.as_raw_fd(), first + i as RawFd))
+            .collect::<Vec<_>>();
+        debug_assert!(
+            places
+                .iter()
+                .all(|&(src, _)| src >= first + fds.len() as RawFd)
+        );
+        #[cfg(target_os = "linux")]
+        let max_signal = nix::libc::SIGRTMAX();
+        #[cfg(not(target_os = "linux"))]
+        let max_signal = 31;
+        let mut keep: Vec<RawFd> = vec![0, 1, 2, control.as_raw_fd(), report.as_raw_fd()];
+        keep.extend([exec_err.0.as_raw_fd(), exec_err.1.as_raw_fd()]);
+        keep.extend(places.iter().map(|&(src, _)| src));
+        keep.sort_unstable();
+        keep.dedup();
+        let open = open_fds();
+        Ok(ShimPlan {
+            keep,
+            open,
+            cwd,
+            argv_ptrs: ptrs(&argv),
+            envp_ptrs: ptrs(&envp),
+            program,
+            _argv: argv,
+            _envp: envp,
+            places,
+            control: control.as_raw_fd(),
+            report: report.as_raw_fd(),
+            exec_err: (exec_err.0.as_raw_fd(), exec_err.1.as_raw_fd()),
+            max_signal,
+        })
+    }
+}
+
+/// Forks the shim, which forks and executes the successor (see `upgrade/child.rs`). Returns
+/// the shim's pid. Every descriptor the plan names must stay open until this returns.
+///
+/// Blocking (a `fork`): call it on a blocking thread.
+pub(crate) fn fork_shim(plan: &ShimPlan) -> io::Result<nix::unistd::Pid> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    // Every signal blocked across the fork: the shim must not run this process's handlers
+    // (tokio's would write into the pipe this process reads its signals from).
+    let mut old = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    // SAFETY: after fork the child only runs `shim_main`, which makes async-signal-safe
+    // system calls on data prepared before the fork, and never returns.
+    let forked = unsafe { nix::unistd::fork() };
+    if let Ok(nix::unistd::ForkResult::Child) = forked {
+        shim_main(plan);
+    }
+    let restored = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    let pid = match forked? {
+        nix::unistd::ForkResult::Parent { child } => child,
+        nix::unistd::ForkResult::Child => unreachable!("the shim never returns"),
+    };
+    restored?;
+    Ok(pid)
+}
+
+/// The shim: starts the successor, reports its pid, and stays its parent only while it
+/// initialises. Runs in a forked copy of a multi-threaded process: async-signal-safe calls
+/// only, no allocation, no locks.
+fn shim_main(plan: &ShimPlan) -> ! {
+    use nix::libc;
+    // SAFETY (the whole function): raw system calls on descriptors and C strings prepared
+    // before the fork; each of them is async-signal-safe. `_exit` never returns.
+    unsafe {
+        close_others(plan);
+        let successor = libc::fork();
+        if successor == 0 {
+            exec_successor(plan);
+        }
+        libc::close(plan.exec_err.1);
+        if successor < 0 {
+            report(plan.report, REC_EXEC_FAILED, errno());
+            libc::_exit(0);
+        }
+        // The successor's exec error, or end of file once its exec succeeded.
+        let mut err = [0u8; 4];
+        if read_full(plan.exec_err.0, &mut err) == 4 {
+            let mut status = 0;
+            libc::waitpid(successor, &mut status, 0);
+            report(plan.report, REC_EXEC_FAILED, i32::from_ne_bytes(err));
+            libc::_exit(0);
+        }
+        // Operators' signals are ignored; every other handler this process had is gone.
+        for sig in 1..=plan.max_signal {
+            let action = if SHIM_IGNORES.contains(&sig) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                set_disposition(sig, action);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+
+        report(plan.report, REC_STARTED, successor);
+        // Until the parent holds its watch on the successor, do not reap it: its pid must
+        // not be handed to another process meanwhile.
+        loop {
+            match read_command(plan.control) {
+                Some(CMD_WATCH) => break,
+                Some(CMD_KILL) => {
+                    libc::kill(successor, libc::SIGKILL);
+                    let mut status = 0;
+                    libc::waitpid(successor, &mut status, 0);
+                    report(plan.report, REC_EXITED, status);
+                    libc::_exit(0);
+                }
+                Some(_) => continue,
+                // Released, or the parent is gone: leave the successor to be re-parented.
+                None => libc::_exit(0),
+            }
+        }
+        #[cfg(target_os = "linux")]
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, successor, 0) as libc::c_int;
+        #[cfg(not(target_os = "linux"))]
+        let pidfd: libc::c_int = -1;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: plan.control,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Without a pidfd, look at the successor every 10 ms.
+            let timeout = if pidfd >= 0 { -1 } else { 10 };
+            libc::poll(fds.as_mut_ptr(), 2, timeout);
+            let mut status = 0;
+            if libc::waitpid(successor, &mut status, libc::WNOHANG) == successor {
+                report(plan.report, REC_EXITED, status);
+                libc::_exit(0);
+            }
+            if fds[0].revents != 0 {
+                match read_command(plan.control) {
+                    Some(CMD_KILL) => {
+                        libc::kill(successor, libc::SIGKILL);
+                    }
+                    Some(CMD_WATCH) => {}
+                    _ => libc::_exit(0),
+                }
+            }
+        }
+    }
+}
+
+/// Closes every descriptor but the plan's: `close_range` over the gaps where the system has
+/// it, else the descriptors that were open when the plan was made.
+///
+/// # Safety
+/// Only in a freshly forked child.
+unsafe fn close_others(plan: &ShimPlan) {
+    use nix::libc;
+    #[cfg(target_os = "linux")]
+    {
+        let mut from: libc::c_uint = 0;
+        let mut ok = true;
+        for &k in &plan.keep {
+            let k = k as libc::c_uint;
+            if k > from {
+                // SAFETY: close_range closes descriptors in [from, k - 1]; none is needed.
+                ok &= unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0) } == 0;
+            }
+            from = k + 1;
+        }
+        // SAFETY: as above, everything above the last kept descriptor.
+        ok &= unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0) } == 0;
+        if ok {
+            return;
+        }
+    }
+    for &fd in &plan.open {
+        if plan.keep.binary_search(&fd).is_err() {
+            // SAFETY: closing a descriptor of this forked copy, which nothing here uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// The descriptors open in this process (where the system lists them).
+fn open_fds() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd"))
+    else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// In the successor, between fork and exec: default signal handling, the descriptors in
+/// place, exec. Never returns.
+///
+/// # Safety
+/// Only in a freshly forked child (async-signal-safe calls only).
+unsafe fn exec_successor(plan: &ShimPlan) -> ! {
+    use nix::libc;
+    // SAFETY: see the function's contract; every call is async-signal-safe.
+    unsafe {
+        for sig in 1..=plan.max_signal {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                set_disposition(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // The start-up directory; if it was deleted, the current one (as Go does).
+        libc::chdir(plan.cwd.as_ptr());
+        for &(src, dst) in &plan.places {
+            // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec.
+            if libc::dup2(src, dst) == -1 {
+                exec_failed(plan);
+            }
+        }
+        libc::execve(
+            plan.program.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
+        exec_failed(plan)
+    }
+}
+
+/// # Safety
+/// Only in a freshly forked child.
+unsafe fn exec_failed(plan: &ShimPlan) -> ! {
+    let err = errno().to_ne_bytes();
+    // SAFETY: write and _exit are async-signal-safe; the fd is the exec-error pipe.
+    unsafe {
+        nix::libc::write(plan.exec_err.1, err.as_ptr().cast(), err.len());
+        nix::libc::_exit(127)
+    }
+}
+
+fn errno() -> i32 {
+    nix::errno::Errno::last_raw()
+}
+
+/// # Safety
+/// Async-signal-safe; `action` is `SIG_DFL` or `SIG_IGN`.
+unsafe fn set_disposition(sig: i32, action: nix::libc::sighandler_t) {
+    use nix::libc;
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; sigaction is
+    // async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = action;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Reads until `buf` is full or end of file; returns how much was read.
+///
+/// # Safety
+/// Async-signal-safe; `fd` is open.
+unsafe fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into the unfilled part of `buf`.
+        let n = unsafe { nix::libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n > 0 {
+            got += n as usize;
+        } else if n == 0 || errno() != nix::libc::EINTR {
+            break;
+        }
+    }
+    got
+}
+
+/// One command byte, or `None` at end of file (or an error).
+///
+/// # Safety
+/// Async-signal-safe; `fd` is open.
+unsafe fn read_command(fd: RawFd) -> Option<u8> {
+    let mut b = [0u8; 1];
+    // SAFETY: see the function's contract.
+    (unsafe { read_full(fd, &mut b) } == 1).then_some(b[0])
+}
+
+/// # Safety
+/// Async-signal-safe; `fd` is open.
+unsafe fn report(fd: RawFd, tag: u8, value: i32) {
+    let mut rec = [0u8; RECORD_LEN];
+    rec[0] = tag;
+    rec[1..].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: a 5-byte write to a pipe is atomic; the fd is the report pipe.
+    unsafe {
+        nix::libc::write(fd, rec.as_ptr().cast(), rec.len());
+    }
+}
+
+/// A pidfd for `pid` (Linux 5.3 and later). The caller makes sure the pid still names the
+/// process it means (it is an unreaped child of a process that waits for the caller).
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns (pidfds are close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `sig` through a pidfd: never to another process, even if the pid was reused.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: nix::sys::signal::Signal) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes an open pidfd, a signal, a null siginfo and flags 0.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps the process behind `pidfd` if it is this process's child and has exited (this
+/// process may be the reaper it was re-parented to). Returns its raw wait status.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    use nix::libc;
+    // SAFETY: a zeroed siginfo_t is valid output space for waitid; P_PIDFD names the process
+    // by its pidfd, so no other process can be reaped by mistake.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        const P_PIDFD: libc::idtype_t = 3;
+        let r = libc::waitid(
+            P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        );
+        if r != 0 || info.si_pid() == 0 {
+            return None;
+        }
+        let status = info.si_status();
+        Some(match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            _ => status & 0x7f,
+        })
+    }
+}
+
+/// Ends the process the way `sig` ends one that does not handle it (so that a supervisor
+/// sees "killed by SIGTERM", which systemd counts as a clean stop). Never returns.
+pub(crate) fn die_by(sig: nix::sys::signal::Signal) -> ! {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, pthread_sigmask};
+    // SAFETY: restoring the default disposition is always sound (no handler is installed).
+    let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let _ = nix::sys::signal::raise(sig);
+    // Not a terminating signal after all (the caller passed one that is): exit as a shell
+    // reports it.
+    std::process::exit(128 + sig as i32)
+}
+
+/// Fails with one clear error if fewer than `min` descriptors are free under the
+/// open-files limit (`ulimit -n`): better than a failure deep inside the runtime later.
+pub(crate) fn check_free_fds(min: u64) -> Result<(), crate::error::Error> {
+    use nix::sys::resource::{Resource, getrlimit};
+    let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return Ok(());
+    };
+    // Listing the open descriptors takes one itself: failing to is the answer too.
+    let open = match std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) {
+        Ok(dir) => dir.count() as u64,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => soft,
+        Err(_) => return Ok(()),
+    };
+    if soft.saturating_sub(open) < min {
+        return Err(crate::error::Error::Config {
+            what: "open files limit".into(),
+            msg: format!(
+                "too few file descriptors: the limit (ulimit -n) is {soft} and {open} are in \
+                 use; a service needs at least {min} free (raise it with `ulimit -n` or \
+                 LimitNOFILE=)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open (on `/dev/null` if they were closed), so that
+/// nothing this process opens later lands on them: log lines must never go to a socket.
+pub(crate) fn ensure_std_fds() {
+    for _ in 0..3 {
+        if (0..3).all(fd_is_open) {
+            return;
+        }
+        // The lowest free number is one of 0..3: the file lands there and stays open.
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            Ok(f) if f.as_raw_fd() <= 2 => std::mem::forget(f),
+            _ => return,
+        }
+    }
+}
+
+/// Registers a pidfd with the tokio reactor, to wait until it turns readable (the process
+/// exited). Must run inside a tokio runtime.
+#[cfg(target_os = "linux")]
+pub(crate) fn async_pidfd(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and names the same
+    // pidfd until the AsyncFd (and with it the registration) is dropped.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    }
+    .map_err(io::Error::from)
 }

@@ -65,6 +65,11 @@ impl Notifier {
         }
     }
 
+    /// Is there a systemd to notify?
+    pub(crate) fn is_active(&self) -> bool {
+        self.target.is_some()
+    }
+
     /// `READY=1`: a process started cold is ready.
     pub(crate) fn ready(&self) {
         self.notify("READY=1");

@@ -3,19 +3,22 @@
 use std::fmt;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::watch;
-use tracing::Instrument;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::addr::check_timeout;
 use crate::env::{self, Startup};
-use crate::error::{Error, UpgradeError, chain};
+use crate::error::{Error, UpgradeError};
 use crate::fds::Fds;
+use crate::lifecycle::drain::{self, Tracker};
+use crate::lifecycle::driver::{self, Msg, Published};
+use crate::lifecycle::phase::Event;
 use crate::net::ListenHook;
-use crate::parent::Parent;
+use crate::parent::{Parent, ReadySent};
+use crate::pidfile;
 use crate::systemd::Notifier;
-use crate::{child, pidfile};
 
 /// How many times a process replaces a successor that crashed while it still lives.
 pub const RESCUES: u32 = 3;
@@ -56,27 +59,56 @@ pub enum ExitReason {
     Stopped,
 }
 
-#[derive(Default)]
-struct State {
-    ready: bool,
-    upgrading: bool,
-    stopped: bool,
-    upgraded: bool,
+/// Has this process said ready? Decided under one lock, so that a stop before ready and
+/// `ready()` cannot both win.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    Pending,
+    Ready,
+    Abandoned,
 }
 
-struct Inner {
-    startup: &'static Startup,
-    timeout: Duration,
+/// The upgrader's state, shared with the lifecycle driver (which alone changes the phase).
+pub(crate) struct Inner {
+    pub(crate) startup: &'static Startup,
+    pub(crate) timeout: Duration,
     pid_file: Option<PathBuf>,
-    parent: Option<Parent>,
-    fds: Fds,
-    state: Mutex<State>,
-    stop: watch::Sender<bool>,
-    exit: watch::Sender<Option<ExitReason>>,
-    /// The names pipe of a ready successor: closed only when this process exits.
-    keep_open: Mutex<Option<OwnedFd>>,
+    pub(crate) parent: Option<Parent>,
+    pub(crate) fds: Fds,
+    gate: Mutex<Gate>,
+    /// The names pipes of successors: closed only when this process exits.
+    pub(crate) keep_open: Mutex<Vec<OwnedFd>>,
     /// systemd's notification socket, if `NOTIFY_SOCKET` is set.
-    systemd: Notifier,
+    pub(crate) systemd: Notifier,
+    /// Events for the driver.
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    /// What the driver publishes.
+    pub(crate) published: watch::Sender<Published>,
+    /// Connections in flight.
+    pub(crate) tracker: Arc<Tracker>,
+    /// What a service drains (unset for a bare upgrader).
+    pub(crate) drain: OnceLock<drain::Plan>,
+}
+
+impl Inner {
+    /// Connections in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.tracker.in_flight()
+    }
+
+    /// Abandons the start if this process has not said ready: the parent (if any) sees
+    /// its ready pipe closed without the ready byte. False if ready was already said.
+    pub(crate) fn abandon_start(&self) -> bool {
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if *gate != Gate::Pending {
+            return false;
+        }
+        *gate = Gate::Abandoned;
+        if let Some(parent) = &self.parent {
+            parent.abandon();
+        }
+        true
+    }
 }
 
 /// Hands this process's sockets to a new copy of itself, Go tableflip style.
@@ -105,6 +137,17 @@ impl Upgrader {
     /// Fails if the handshake with the parent failed (see [`Error::Handshake`]) or if an
     /// upgrader already exists.
     pub fn new(options: Options) -> Result<Upgrader, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::io(
+                "Upgrader::new must be called inside a tokio runtime",
+                std::io::ErrorKind::Unsupported.into(),
+            ));
+        }
+        let timeout = options.upgrade_timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
+        check_timeout("upgrade timeout", timeout).map_err(|msg| Error::Config {
+            what: "upgrade_timeout".into(),
+            msg,
+        })?;
         let startup = env::startup();
         let handoff = {
             let mut slot = startup.handoff.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,24 +190,31 @@ impl Upgrader {
             inherited,
             "upgrader created"
         );
-        Ok(Upgrader {
-            inner: Arc::new(Inner {
-                startup,
-                timeout: options.upgrade_timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT),
-                pid_file: options.pid_file.map(|p| startup.resolve(&p)),
-                parent,
-                fds,
-                state: Mutex::new(State::default()),
-                stop: watch::channel(false).0,
-                exit: watch::channel(None).0,
-                keep_open: Mutex::new(None),
-                systemd: Notifier::from_env(),
-            }),
-        })
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            startup,
+            timeout,
+            pid_file: options.pid_file.map(|p| startup.resolve(&p)),
+            parent,
+            fds,
+            gate: Mutex::new(Gate::Pending),
+            keep_open: Mutex::new(Vec::new()),
+            systemd: Notifier::from_env(),
+            tx,
+            published: watch::channel(Published::default()).0,
+            tracker: Arc::default(),
+            drain: OnceLock::new(),
+        });
+        driver::spawn(inner.clone(), rx);
+        Ok(Upgrader { inner })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    fn send(&self, event: Event) {
+        let _ = self.inner.tx.send(Msg::Event(event));
     }
 
     /// The descriptors: get inherited ones, create or add new ones.
@@ -188,42 +238,51 @@ impl Upgrader {
     /// successor's readiness is announced by its parent) and tells the parent, which then
     /// drains and exits. Calling it again only rewrites the pid file.
     pub fn ready(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut gate = inner.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if *gate == Gate::Abandoned {
+            return Err(Error::Aborted);
+        }
         // The pid file first: if it can't be written, this process is not ready, and nothing
         // that can't be undone (closing inherited sockets, unlinking their files, which the
         // old process still serves) has happened yet.
-        if let Some(path) = &self.inner.pid_file {
+        if let Some(path) = &inner.pid_file {
             pidfile::write(path).map_err(|source| Error::PidFile {
                 path: path.clone(),
                 source,
             })?;
         }
-        let first = !std::mem::replace(&mut self.state().ready, true);
-        if first {
-            let unclaimed = self.inner.fds.close_inherited();
-            if !unclaimed.is_empty() {
-                tracing::info!(?unclaimed, "closed inherited descriptors nobody claimed");
-            }
-            let unclaimed = self.inner.fds.close_activated();
-            if !unclaimed.is_empty() {
-                tracing::warn!(
-                    ?unclaimed,
-                    "closed sockets systemd passed that no listener claimed"
-                );
-            }
+        if *gate == Gate::Ready {
+            return Ok(());
         }
-        if first && self.inner.parent.is_none() {
-            self.inner.systemd.ready();
+        let unclaimed = inner.fds.close_inherited();
+        if !unclaimed.is_empty() {
+            tracing::info!(?unclaimed, "closed inherited descriptors nobody claimed");
         }
-        if let Some(parent) = &self.inner.parent {
-            parent.send_ready()?;
-        }
-        if first {
-            tracing::info!(
-                pid = std::process::id(),
-                listeners = self.inner.fds.len(),
-                "ready"
+        let unclaimed = inner.fds.close_activated();
+        if !unclaimed.is_empty() {
+            tracing::warn!(
+                ?unclaimed,
+                "closed sockets systemd passed that no listener claimed"
             );
         }
+        match &inner.parent {
+            Some(parent) => {
+                if parent.send_ready()? == ReadySent::Abandoned {
+                    return Err(Error::Aborted);
+                }
+            }
+            None => inner.systemd.ready(),
+        }
+        *gate = Gate::Ready;
+        // Sent under the gate: a stop that finds the gate open knows this event is queued.
+        self.send(Event::Ready);
+        drop(gate);
+        tracing::info!(
+            pid = std::process::id(),
+            listeners = inner.fds.len(),
+            "ready"
+        );
         Ok(())
     }
 
@@ -236,191 +295,33 @@ impl Upgrader {
     /// `BARRIER=1` round (at most 5 s) before the upgrade counts as complete; after a
     /// failure, `READY=1` with `STATUS=upgrade failed: <cause>`.
     pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
-        {
-            let mut st = self.state();
-            if st.stopped {
-                return Err(UpgradeError::Terminating);
-            }
-            if st.upgraded {
-                return Err(UpgradeError::AlreadyUpgraded);
-            }
-            if !st.ready {
-                return Err(UpgradeError::NotReady);
-            }
-            if self.inner.parent.as_ref().is_some_and(|p| !p.has_exited()) {
-                drop(st);
-                // systemd may be waiting for this reload (Type=notify-reload): end it.
-                self.inner.systemd.reloading();
-                self.inner
-                    .systemd
-                    .upgrade_failed(&UpgradeError::ParentAlive.to_string());
-                return Err(UpgradeError::ParentAlive);
-            }
-            if st.upgrading {
-                return Err(UpgradeError::InProgress);
-            }
-            st.upgrading = true;
+        let (reply, answer) = oneshot::channel();
+        if self.inner.tx.send(Msg::Upgrade(reply)).is_err() {
+            return Err(UpgradeError::Terminating);
         }
-        let span = tracing::info_span!("upgrade", pid = std::process::id());
-        let started = Instant::now();
-        let result = async {
-            self.inner.systemd.reloading();
-            self.start_successor().await
-        }
-        .instrument(span)
-        .await;
-
-        let stopped = {
-            let mut st = self.state();
-            st.upgrading = false;
-            st.upgraded = result.is_ok();
-            st.stopped
-        };
-        match result {
-            Ok(ready) => {
-                self.keep_open(ready.names);
-                // Our copies of the sockets stay open until this process exits: should the
-                // successor crash meanwhile, connections wait in the backlog, not refused,
-                // until its replacement accepts them.
-                self.watch_successor(ready.child, ready.pid);
-                // systemd must know the new main process before this one starts to exit. A
-                // task, so that the upgrade completes even if this future is dropped.
-                let upg = self.clone();
-                let pid = ready.pid;
-                let completion = tokio::spawn(async move {
-                    upg.inner.systemd.handover(pid).await;
-                    tracing::info!(
-                        child_pid = pid,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "upgrade complete; this process should now drain and exit"
-                    );
-                    upg.inner.exit.send_replace(Some(ExitReason::Upgraded));
-                });
-                let _ = completion.await;
-                Ok(pid)
-            }
-            Err(e) => {
-                if stopped {
-                    self.finish_stop();
-                } else {
-                    self.inner.systemd.upgrade_failed(&chain(&e));
-                }
-                Err(e)
-            }
-        }
+        answer.await.unwrap_or(Err(UpgradeError::Terminating))
     }
 
-    /// Starts the program with everything in use and waits until it is ready, fails or
-    /// times out.
-    async fn start_successor(&self) -> Result<child::Ready, UpgradeError> {
-        let files = self
-            .inner
-            .fds
-            .snapshot(crate::parent::READY_FD)
-            .map_err(UpgradeError::Io)?;
-        tracing::info!(files = files.len(), "starting the new process");
-        let stop = self.inner.stop.subscribe();
-        child::upgrade(self.inner.startup, files, self.inner.timeout, stop).await
-    }
-
-    /// Holds a ready successor's names pipe open until this process exits (it tells the
-    /// successor we are alive), replacing a previous successor's.
-    fn keep_open(&self, names: OwnedFd) {
-        *self
-            .inner
-            .keep_open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(names);
-    }
-
-    /// Reaps the successor when it exits. If it crashes (a non-zero exit or a signal) while
-    /// this process still lives, and so still holds the sockets, starts the program again with
-    /// them, at most [`RESCUES`] times: a successor that dies right after saying ready costs a
-    /// moment of latency, not the service. A clean exit (status 0) is a stop and is left alone.
-    fn watch_successor(&self, child: tokio::process::Child, pid: u32) {
-        let upg = self.clone();
-        tokio::spawn(async move {
-            let (mut child, mut pid) = (child, pid);
-            for attempt in 1..=RESCUES {
-                let status = child.wait().await;
-                if !status.as_ref().is_ok_and(|s| !s.success()) {
-                    tracing::info!(child_pid = pid, ?status, "the successor exited");
-                    return;
-                }
-                tracing::error!(
-                    child_pid = pid,
-                    ?status,
-                    attempt,
-                    "the successor exited abnormally while this process still holds the \
-                     sockets; starting the program again"
-                );
-                let started = Instant::now();
-                match upg.start_successor().await {
-                    Ok(ready) => {
-                        upg.keep_open(ready.names);
-                        upg.inner.systemd.handover(ready.pid).await;
-                        tracing::info!(
-                            child_pid = ready.pid,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "a new successor replaced the crashed one"
-                        );
-                        (child, pid) = (ready.child, ready.pid);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %chain(&e), "can't replace the crashed successor");
-                        return;
-                    }
-                }
-            }
-            let status = child.wait().await;
-            tracing::info!(child_pid = pid, ?status, "the successor exited");
-        });
-    }
-
-    /// Prevents further upgrades, cancels one in flight (killing its child) and resolves
-    /// [`exit`](Self::exit). Without a completed upgrade, unix socket files in use are
-    /// unlinked (except systemd's) and systemd is told `STOPPING=1`: the service is going
-    /// away.
+    /// Begins a graceful stop: prevents further upgrades, cancels one in flight (killing its
+    /// child) and resolves [`exit`](Self::exit). Unix socket files in use are unlinked
+    /// (except systemd's) and systemd is told `STOPPING=1`. Before [`ready`](Self::ready),
+    /// the start is abandoned instead: the process will never say ready.
     pub fn stop(&self) {
-        let upgrading = {
-            let mut st = self.state();
-            if std::mem::replace(&mut st.stopped, true) {
-                return;
-            }
-            st.upgrading
-        };
-        self.inner.stop.send_replace(true);
-        if !upgrading {
-            self.finish_stop();
-        }
-    }
-
-    fn finish_stop(&self) {
-        if !self.state().upgraded {
-            self.inner.systemd.stopping();
-            self.inner.fds.close_and_remove_used();
-            self.inner.exit.send_if_modified(|r| {
-                let first = r.is_none();
-                if first {
-                    *r = Some(ExitReason::Stopped);
-                }
-                first
-            });
-        }
+        self.send(Event::Stop(None));
     }
 
     /// Resolves once the process should exit: a successor is ready, or `stop()` was called.
     pub async fn exit(&self) -> ExitReason {
-        let mut rx = self.inner.exit.subscribe();
-        match rx.wait_for(|r| r.is_some()).await {
-            Ok(r) => r.unwrap_or(ExitReason::Stopped),
+        let mut rx = self.inner.published.subscribe();
+        match rx.wait_for(|p| p.exit.is_some()).await {
+            Ok(p) => p.exit.unwrap_or(ExitReason::Stopped),
             Err(_) => ExitReason::Stopped,
         }
     }
 
     /// The exit reason, if the process should exit.
     pub fn exit_reason(&self) -> Option<ExitReason> {
-        *self.inner.exit.borrow()
+        self.inner.published.borrow().exit
     }
 
     /// Was this process started by a tableflip parent (an upgrade), rather than cold?

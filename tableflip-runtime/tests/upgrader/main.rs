@@ -509,16 +509,20 @@ fn go_parent_mixed_vector() -> Result<(), String> {
         state.into(),
     ];
     let (mut ready, names) = go_parent(&mut run, &vector("mixed"), files)?;
+    let _ = &mut ready;
     let claimed = run.wait_event("claimed");
     for (k, ino) in ["tcp", "udp", "unix", "conn", "state"].iter().zip(&inodes) {
         check(claimed.field(k) == ino.to_string(), || {
             format!("{k}: {claimed:?} vs {inodes:?}")
         })?;
     }
-    // The ready byte, then EOF.
-    let mut buf = Vec::new();
-    ready.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    // The ready byte. Go's parent reads exactly one byte and then closes its end (the Rust
+    // child keeps fd 3 open after it, to say "stopping" to a Rust parent later: see
+    // docs/protocol.md); it must not care what follows.
+    let mut buf = [0u8; 1];
+    ready.read_exact(&mut buf).map_err(|e| e.to_string())?;
     check(buf == [42], || format!("ready pipe carried {buf:?}"))?;
+    drop(ready);
     run.wait_event("ready");
     std::thread::sleep(Duration::from_millis(100));
     check(

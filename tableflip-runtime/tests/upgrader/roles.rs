@@ -296,6 +296,8 @@ async fn role(scenario: &str) -> Result<(), String> {
             wait_file("stop-child");
             drop(a);
             upg.stop();
+            // The stop is carried out by the lifecycle driver; exit() resolves once it has.
+            upg.exit().await;
             report("stopped", &[]);
         }
         ("parent_dies", false) => {

@@ -1,0 +1,382 @@
+//! The one task that owns the [`Phase`]: every event arrives on its channel, goes through
+//! [`Phase::on`], and the effects are carried out here. Everything else sends it events or
+//! watches what it publishes.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use super::drain;
+use super::phase::{Effect, Event, Exit, Facts, Phase, Refusal};
+use crate::child::{self, Gone, Watch};
+use crate::error::{UpgradeError, chain};
+use crate::upgrader::{ExitReason, Inner};
+
+/// What the driver is sent: an event, or an event with something attached.
+pub(crate) enum Msg {
+    /// A plain event.
+    Event(Event),
+    /// `upgrade()`: answered on the sender.
+    Upgrade(oneshot::Sender<Result<u32, UpgradeError>>),
+    /// An upgrade's outcome, with the handed-over successor.
+    Upgraded(Result<Handover, UpgradeError>),
+    /// A replacement's outcome.
+    Rescued(Result<Handover, UpgradeError>),
+}
+
+/// A successor handed over, to be watched.
+pub(crate) struct Handover {
+    pid: u32,
+    watch: Watch,
+}
+
+/// What the driver publishes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// Why the process shuts down, once it does (`shutdown()` resolves).
+    pub(crate) exit: Option<ExitReason>,
+    /// How the process exits, once it does.
+    pub(crate) done: Option<Exit>,
+}
+
+/// The driver's own state, beside the phase.
+struct Driver {
+    core: Arc<Inner>,
+    phase: Phase,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    /// The `upgrade()` call waiting for the upgrade in flight.
+    waiter: Option<oneshot::Sender<Result<u32, UpgradeError>>>,
+    /// The `upgrade()` call being handled.
+    asking: Option<oneshot::Sender<Result<u32, UpgradeError>>>,
+    /// The outcome of the upgrade or replacement being handled.
+    outcome: Option<Result<u32, UpgradeError>>,
+    /// The successor to watch next.
+    handed: Option<Handover>,
+    /// Cancels the upgrade in flight.
+    cancel: Option<watch::Sender<bool>>,
+}
+
+/// Starts the driver for `core` on the current tokio runtime.
+pub(crate) fn spawn(core: Arc<Inner>, rx: mpsc::UnboundedReceiver<Msg>) {
+    if let Some(parent) = &core.parent {
+        let tx = core.tx.clone();
+        let exited = parent.exited();
+        tokio::spawn(async move {
+            let mut exited = exited;
+            let _ = exited.wait_for(Option::is_some).await;
+            let _ = tx.send(Msg::Event(Event::ParentExited));
+        });
+    }
+    let driver = Driver {
+        core,
+        phase: Phase::Starting,
+        rx,
+        waiter: None,
+        asking: None,
+        outcome: None,
+        handed: None,
+        cancel: None,
+    };
+    tokio::spawn(driver.run());
+}
+
+impl Driver {
+    async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            let event = match msg {
+                Msg::Event(e) => e,
+                Msg::Upgrade(reply) => {
+                    self.asking = Some(reply);
+                    Event::UpgradeRequest
+                }
+                Msg::Upgraded(result) => {
+                    let result = self.take_handover(result);
+                    Event::UpgradeDone(result)
+                }
+                Msg::Rescued(result) => {
+                    let result = self.take_handover(result);
+                    Event::RescueDone(result)
+                }
+            };
+            self.handle(event);
+            // An `upgrade()` call the transition did not answer or keep waits for the
+            // upgrade it started.
+            if let Some(reply) = self.asking.take() {
+                self.waiter = Some(reply);
+            }
+        }
+    }
+
+    fn take_handover(
+        &mut self,
+        result: Result<Handover, UpgradeError>,
+    ) -> Result<u32, UpgradeError> {
+        match result {
+            Ok(h) => {
+                let pid = h.pid;
+                self.handed = Some(h);
+                Ok(pid)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One event through the transition; follow-up events are handled at once.
+    fn handle(&mut self, first: Event) {
+        let mut queue = vec![first];
+        while let Some(event) = queue.pop() {
+            let facts = Facts {
+                parent_alive: self.core.parent.as_ref().is_some_and(|p| !p.has_exited()),
+                under_systemd: self.core.systemd.is_active(),
+            };
+            let before = self.phase;
+            let (after, effects) = before.on(&event, facts);
+            if before != after {
+                tracing::debug!(from = before.name(), to = after.name(), ?event, "lifecycle");
+            }
+            self.phase = after;
+            if let Event::UpgradeDone(r) | Event::RescueDone(r) = event {
+                self.outcome = Some(r);
+            }
+            for effect in effects {
+                if let Some(next) = self.carry_out(effect, &before) {
+                    queue.push(next);
+                }
+            }
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect, before: &Phase) -> Option<Event> {
+        let core = &self.core;
+        match effect {
+            Effect::Abandon => {
+                if core.abandon_start() {
+                    tracing::warn!(
+                        pid = std::process::id(),
+                        "stopped before ready: this process will not say ready"
+                    );
+                    return Some(Event::Aborted);
+                }
+            }
+            Effect::NotifyReloading => {
+                tracing::info!(
+                    "upgrade signal: the previous process still drains; upgrading once it has exited"
+                );
+                core.systemd.reloading();
+            }
+            Effect::StartUpgrade { reloading_sent } => {
+                let (cancel, cancelled) = watch::channel(false);
+                self.cancel = Some(cancel);
+                let core = core.clone();
+                tokio::spawn(async move {
+                    if !reloading_sent {
+                        core.systemd.reloading();
+                    }
+                    let result = upgrade(&core, cancelled, "upgrade").await;
+                    let _ = core.tx.send(Msg::Upgraded(result));
+                });
+            }
+            Effect::CancelUpgrade => {
+                if let Some(cancel) = &self.cancel {
+                    cancel.send_replace(true);
+                }
+            }
+            Effect::Refuse(refusal) => {
+                if refusal == Refusal::ParentAlive {
+                    // systemd may be waiting for this reload (Type=notify-reload): end it.
+                    core.systemd.reloading();
+                    core.systemd
+                        .upgrade_failed(&UpgradeError::ParentAlive.to_string());
+                }
+                if let Some(reply) = self.asking.take() {
+                    let _ = reply.send(Err(refusal.error()));
+                }
+            }
+            Effect::IgnoreUpgradeSignal(refusal) => match refusal {
+                Refusal::InProgress => {
+                    tracing::info!("upgrade signal ignored: an upgrade is already running")
+                }
+                Refusal::NotReady => tracing::info!("upgrade signal ignored: not ready yet"),
+                other => tracing::info!(
+                    reason = %other.error(),
+                    "no upgrade: this process is shutting down"
+                ),
+            },
+            Effect::UpgradeFailed => {
+                if let Some(Err(e)) = &self.outcome {
+                    core.systemd.upgrade_failed(&chain(e));
+                    if self.waiter.is_none() {
+                        tracing::error!(error = %chain(e), "upgrade failed; still serving");
+                    }
+                }
+            }
+            Effect::AnswerWaiter => {
+                let outcome = self.outcome.take();
+                if let Some(Ok(pid)) = &outcome
+                    && self.waiter.is_none()
+                {
+                    tracing::info!(child_pid = pid, "handed over to the new process");
+                }
+                if matches!(
+                    before,
+                    Phase::Upgrading {
+                        cancelled: true,
+                        ..
+                    }
+                ) && matches!(outcome, Some(Err(_)))
+                {
+                    tracing::info!(
+                        reason = %UpgradeError::Terminating,
+                        "no upgrade: this process is shutting down"
+                    );
+                }
+                if let (Some(reply), Some(outcome)) = (self.waiter.take(), outcome) {
+                    let outcome = match outcome {
+                        Err(_)
+                            if matches!(
+                                before,
+                                Phase::Upgrading {
+                                    cancelled: true,
+                                    ..
+                                }
+                            ) =>
+                        {
+                            Err(UpgradeError::Terminating)
+                        }
+                        other => other,
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+            Effect::BeginDrain(reason) => {
+                if reason == ExitReason::Stopped {
+                    if let Phase::Serving { .. } | Phase::Upgrading { .. } = before {
+                        tracing::info!("stopping: draining");
+                    }
+                    core.systemd.stopping();
+                    core.fds.close_and_remove_used();
+                }
+                core.published.send_modify(|p| p.exit = Some(reason));
+                drain::begin(core, reason);
+            }
+            Effect::TellParentStopping => {
+                if let Some(parent) = &core.parent {
+                    parent.send_stopping();
+                }
+            }
+            Effect::WatchSuccessor => {
+                if let Some(h) = self.handed.take() {
+                    let tx = core.tx.clone();
+                    tokio::spawn(async move {
+                        let gone = h.watch.gone().await;
+                        let _ = tx.send(Msg::Event(Event::SuccessorGone(gone)));
+                    });
+                }
+            }
+            Effect::StartRescue => {
+                tracing::error!(
+                    "the successor exited abnormally while this process still holds the \
+                     sockets; starting the program again"
+                );
+                let core = core.clone();
+                tokio::spawn(async move {
+                    // Never cancelled: a replacement outlives this process if need be.
+                    let (_keep, cancelled) = watch::channel(false);
+                    let result = upgrade(&core, cancelled, "replacement").await;
+                    let _ = core.tx.send(Msg::Rescued(result));
+                    drop(_keep);
+                });
+            }
+            Effect::SuccessorLeft(gone) => match gone {
+                Gone::Crashed => tracing::warn!(
+                    "the successor exited abnormally; not replacing it (this process was \
+                     stopped, systemd supervises it, or it was replaced too often)"
+                ),
+                Gone::Stopped => tracing::info!("the successor exited: it was stopped"),
+                Gone::Unknown => tracing::info!(
+                    "the successor exited (it does not say whether on purpose; left alone)"
+                ),
+            },
+            Effect::RescueOutcome => match &self.outcome {
+                Some(Ok(pid)) => {
+                    tracing::info!(child_pid = pid, "a new successor replaced the crashed one")
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %chain(e), "can't replace the crashed successor")
+                }
+                None => {}
+            },
+            Effect::DrainContinues(signal) => tracing::info!(
+                %signal,
+                in_flight = core.in_flight(),
+                "stop signal: the drain goes on; another one forces the exit"
+            ),
+            Effect::Exit(exit) => {
+                match exit {
+                    Exit::Forced(signal) => tracing::warn!(
+                        %signal,
+                        in_flight = core.in_flight(),
+                        "second stop signal: exiting now"
+                    ),
+                    Exit::DrainTimeout => tracing::warn!(
+                        in_flight = core.in_flight(),
+                        "drain timeout: exiting with work in flight"
+                    ),
+                    Exit::Drained | Exit::Aborted(_) => {}
+                }
+                core.published.send_modify(|p| {
+                    p.exit.get_or_insert(ExitReason::Stopped);
+                    p.done = Some(exit);
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Starts a successor with everything in use and waits until it is ready (then hands it
+/// over and tells systemd), fails, times out or is cancelled.
+async fn upgrade(
+    core: &Inner,
+    cancelled: watch::Receiver<bool>,
+    what: &'static str,
+) -> Result<Handover, UpgradeError> {
+    let span = tracing::info_span!("upgrade", pid = std::process::id(), what);
+    async {
+        let started = Instant::now();
+        let files = core
+            .fds
+            .snapshot(crate::parent::READY_FD)
+            .map_err(UpgradeError::Io)?;
+        tracing::info!(files = files.len(), "starting the new process");
+        let ready = child::upgrade(core.startup, files, core.timeout, cancelled).await?;
+        core.keep_open(ready.names);
+        // systemd must know the new main process (now its child) before this one drains.
+        core.systemd.handover(ready.pid).await;
+        tracing::info!(
+            child_pid = ready.pid,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "upgrade complete; this process should now drain and exit"
+        );
+        Ok(Handover {
+            pid: ready.pid,
+            watch: ready.watch,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+impl Inner {
+    /// Holds a successor's names pipe open until this process exits (it tells the successor
+    /// we are alive).
+    pub(crate) fn keep_open(&self, names: OwnedFd) {
+        self.keep_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(names);
+    }
+}

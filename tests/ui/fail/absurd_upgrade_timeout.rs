@@ -1,0 +1,2 @@
+#[tableflip::main(upgrade_timeout = "876000h")]
+async fn main() {}

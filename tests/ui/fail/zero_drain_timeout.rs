@@ -1,0 +1,2 @@
+#[tableflip::main(drain_timeout = "0s")]
+async fn main() {}
