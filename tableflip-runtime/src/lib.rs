@@ -15,6 +15,8 @@ mod env;
 mod error;
 mod fds;
 mod gob;
+#[cfg(feature = "hyper")]
+pub mod http;
 mod lifecycle;
 mod net;
 mod parent;
