@@ -63,23 +63,27 @@ pub(super) async fn serve<Io, H, S, B, A>(
         _ = tf.shutdown() => {
             shared.draining.store(true, Ordering::Release);
             // HTTP/1: nothing to do here; its answers now carry `Connection: close` and
-            // `DrainIo` ends it once idle. HTTP/2: a graceful GOAWAY, as soon as the
-            // connection is known to be HTTP/2 (hyper-util's `auto` builder drops a
-            // connection whose protocol it has not read yet if told to shut down). At most
-            // two rounds: before and after the connection is known to be HTTP/2.
+            // `DrainIo` ends it once idle. HTTP/2: a graceful GOAWAY after the GOAWAY delay,
+            // once the connection is known to be HTTP/2 (hyper-util's `auto` builder drops
+            // a connection whose protocol it has not read yet if told to shut down).
+            let goaway_at = tokio::time::sleep(server.goaway_delay);
+            tokio::pin!(goaway_at);
             let mut goaway = false;
             let mut served = None;
+            // At most two rounds: before and after the GOAWAY.
             for _ in 0..2 {
-                if !goaway && shared.h2.load(Ordering::Acquire) {
+                if !goaway && shared.h2.load(Ordering::Acquire) && goaway_at.is_elapsed() {
                     conn.as_mut().graceful_shutdown();
                     goaway = true;
                 }
-                let step = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
-                    Poll::Ready(out) => Poll::Ready(Some(out)),
-                    Poll::Pending if !goaway && shared.h2.load(Ordering::Acquire) => {
-                        Poll::Ready(None)
+                let step = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(Some(out));
                     }
-                    Poll::Pending => Poll::Pending,
+                    let due = !goaway
+                        && shared.h2.load(Ordering::Acquire)
+                        && goaway_at.as_mut().poll(cx).is_ready();
+                    if due { Poll::Ready(None) } else { Poll::Pending }
                 });
                 served = step.await;
                 if served.is_some() {

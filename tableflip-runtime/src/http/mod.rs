@@ -33,7 +33,7 @@
 //! | HTTP/1.1 keep-alive, between requests, the next one already sent (in the socket buffer) | hyper sees an idle connection and closes it with the request unread: the client gets a reset or an end of file before any byte of an answer, and must retry (if it may) | closed only when it has been idle for [`idle_grace`](Server::idle_grace) (1 s) *and* a read would block at that moment; a request that arrives is read and answered with `Connection: close` |
 //! | HTTP/1.1, idle | closed at once | closed after the idle grace period: a busy client never sees it |
 //! | closing with bytes unread | the kernel answers them with a reset, which can destroy an answer the client has not read yet | a lingering close: shut down our side (FIN; TLS `close_notify`), read and discard until the client closes, at most [`linger_timeout`](Server::linger_timeout) (2 s) |
-//! | HTTP/2 | GOAWAY (hyper sends the two-step graceful GOAWAY); the open streams finish | the same, once the preface is read; before that, as for HTTP/1 |
+//! | HTTP/2 | GOAWAY at once (hyper sends the two-step graceful GOAWAY); the open streams finish | the same, [`goaway_delay`](Server::goaway_delay) (500 ms) after the drain began and once the preface is read, so that a client which does not reconnect on GOAWAY finishes a short exchange; before the preface, as for HTTP/1 |
 //! | a long-lived answer (server-sent events) or an upgraded connection (WebSocket) | the server waits for it, or the process exits under it | counted as in flight ([`Handle::track`](crate::Handle::track)): the drain waits for it, at most `drain_timeout`. The handler learns that the drain began from [`Handle::shutdown`](crate::Handle::shutdown) or [`Handle::is_draining`](crate::Handle::is_draining) and ends it cleanly |
 //! | the accept loop, when `accept` fails (out of descriptors) | axum logs every error and sleeps 1 s | [`AcceptBackoff`](crate::AcceptBackoff): 5 ms doubling to 1 s, logs rate-limited |
 //! | new connections | not accepted any more | not accepted any more: the successor accepts them on the same socket |
@@ -136,7 +136,7 @@ use hyper::{Request, Response};
 
 pub use listener::{Handshake, Listener, Plain};
 pub use server::{
-    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_GRACE,
+    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_GOAWAY_DELAY, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_GRACE,
     DEFAULT_LINGER_TIMEOUT, Server,
 };
 /// The rustls this module uses (feature `rustls`): build the `ServerConfig` for

@@ -19,6 +19,8 @@ use crate::{AcceptBackoff, Handle};
 pub const DEFAULT_IDLE_GRACE: Duration = Duration::from_secs(1);
 /// Default of [`Server::first_request_grace`].
 pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_secs(5);
+/// Default of [`Server::goaway_delay`].
+pub const DEFAULT_GOAWAY_DELAY: Duration = Duration::from_millis(500);
 /// Default of [`Server::linger_timeout`].
 pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default of [`Server::handshake_timeout`].
@@ -46,6 +48,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server<H = Plain> {
     pub(super) idle_grace: Duration,
     pub(super) first_request_grace: Duration,
+    pub(super) goaway_delay: Duration,
     pub(super) linger_timeout: Duration,
     pub(super) handshake_timeout: Duration,
     pub(super) handshake: H,
@@ -64,6 +67,7 @@ impl Server<Plain> {
         Server {
             idle_grace: DEFAULT_IDLE_GRACE,
             first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
+            goaway_delay: DEFAULT_GOAWAY_DELAY,
             linger_timeout: DEFAULT_LINGER_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             handshake: Plain,
@@ -88,6 +92,17 @@ impl<H> Server<H> {
         self
     }
 
+    /// Once the drain has begun, how long an HTTP/2 connection may still open streams
+    /// before the server sends its graceful GOAWAY (default 500 ms); the streams open then
+    /// finish. Clients that reconnect on GOAWAY (browsers, hyper, Go, curl) lose nothing
+    /// with any value; a client that does not (a load generator such as h2load, which
+    /// counts every request it can no longer send as failed) loses nothing if it is done
+    /// within the delay. `Duration::ZERO` sends it at once.
+    pub fn goaway_delay(mut self, delay: Duration) -> Self {
+        self.goaway_delay = delay;
+        self
+    }
+
     /// How long a lingering close reads and discards what the client still sends, waiting
     /// for it to close its side (default 2 s).
     pub fn linger_timeout(mut self, timeout: Duration) -> Self {
@@ -107,6 +122,7 @@ impl<H> Server<H> {
         Server {
             idle_grace: self.idle_grace,
             first_request_grace: self.first_request_grace,
+            goaway_delay: self.goaway_delay,
             linger_timeout: self.linger_timeout,
             handshake_timeout: self.handshake_timeout,
             handshake,
@@ -170,6 +186,7 @@ impl<H> std::fmt::Debug for Server<H> {
         f.debug_struct("Server")
             .field("idle_grace", &self.idle_grace)
             .field("first_request_grace", &self.first_request_grace)
+            .field("goaway_delay", &self.goaway_delay)
             .field("linger_timeout", &self.linger_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("handshake", &std::any::type_name::<H>())
