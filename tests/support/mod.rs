@@ -16,6 +16,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+mod http_clients;
+pub use http_clients::*;
+
 /// The bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(30);
 
