@@ -1,6 +1,8 @@
 //! Real HTTP clients against the HTTP examples: `wrk` (HTTP/1.1 keep-alive), `h2load`
-//! (HTTP/2, h2c and TLS) and a hyper client that counts failed requests and the requests it
-//! had to retry on a fresh connection; certificates made at run time with rcgen.
+//! (HTTP/2, h2c and TLS) and a hyperium client (hyper's HTTP/1 client; for HTTP/2 the `h2`
+//! crate hyper is built on, which reports a received GOAWAY before a request is sent, as
+//! RFC 9113 wants clients to honour it) that counts failed requests and the requests it had
+//! to retry on a fresh connection; certificates made at run time with rcgen.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -316,7 +318,7 @@ type Body = http_body_util::Empty<hyper::body::Bytes>;
 
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Body>),
-    H2(hyper::client::conn::http2::SendRequest<Body>),
+    H2(h2::client::SendRequest<hyper::body::Bytes>),
 }
 
 /// Why an exchange failed: `unanswered` if no byte of an answer came back.
@@ -366,8 +368,7 @@ where
             Ok(Sender::H1(sender))
         }
         HttpVersion::H2 => {
-            let exec = hyper_util::rt::TokioExecutor::new();
-            let (sender, conn) = hyper::client::conn::http2::handshake(exec, io)
+            let (sender, conn) = h2::client::handshake(io.into_inner())
                 .await
                 .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
             tokio::spawn(conn);
@@ -383,7 +384,7 @@ impl Sender {
         let ready = async {
             match self {
                 Sender::H1(s) => s.ready().await.is_ok(),
-                Sender::H2(s) => s.ready().await.is_ok(),
+                Sender::H2(s) => std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok(),
             }
         };
         tokio::time::timeout(Duration::from_secs(10), ready)
@@ -392,55 +393,94 @@ impl Sender {
     }
 
     /// `GET /`: the pid, and whether the server closes the connection after this answer.
-    async fn get(&mut self, addr: SocketAddr, scheme: &str) -> Result<(i32, bool), Failure> {
-        use http_body_util::BodyExt;
-        let req = hyper::Request::get(format!("{scheme}://{addr}/"));
-        let req = match self {
-            Sender::H1(_) => hyper::Request::get("/").header(hyper::header::HOST, "localhost"),
-            Sender::H2(_) => req,
-        };
-        let req = req.body(Body::new()).expect("request");
-        let sent = async {
+    /// `Ok(None)`: the client refused to send it, the server having said GOAWAY since
+    /// `ready` (nothing was sent; a client uses another connection).
+    async fn get(&mut self, addr: SocketAddr, scheme: &str) -> Result<Option<(i32, bool)>, Failure> {
+        let exchange = async {
             match self {
-                Sender::H1(s) => s.send_request(req).await,
-                Sender::H2(s) => s.send_request(req).await,
+                Sender::H1(s) => h1_get(s).await,
+                Sender::H2(s) => h2_get(s, addr, scheme).await,
             }
         };
-        let res = match tokio::time::timeout(Duration::from_secs(10), sent).await {
-            Err(_) => {
-                return Err(Failure {
-                    unanswered: false,
-                    msg: "no answer within 10 s".into(),
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(Failure {
-                    unanswered: true,
-                    msg: format!("no answer: {e:?}"),
-                });
-            }
-            Ok(Ok(res)) => res,
-        };
-        let cut = |msg: String| Failure {
-            unanswered: false,
-            msg,
-        };
-        if res.status() != hyper::StatusCode::OK {
-            return Err(cut(format!("status {}", res.status())));
+        match tokio::time::timeout(Duration::from_secs(10), exchange).await {
+            Ok(out) => out,
+            Err(_) => Err(Failure {
+                unanswered: false,
+                msg: "no complete answer within 10 s".into(),
+            }),
         }
-        let close = res
-            .headers()
-            .get(hyper::header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
-            .await
-            .map_err(|_| cut("body not within 10 s".into()))?
-            .map_err(|e| cut(format!("body: {e:?}")))?
-            .to_bytes();
-        let body = String::from_utf8_lossy(&body);
-        let pid = parse_pid(&body).ok_or_else(|| cut(format!("body {body:?}")))?;
-        Ok((pid, close))
     }
+}
+
+fn cut(msg: String) -> Failure {
+    Failure {
+        unanswered: false,
+        msg,
+    }
+}
+
+async fn h1_get(
+    s: &mut hyper::client::conn::http1::SendRequest<Body>,
+) -> Result<Option<(i32, bool)>, Failure> {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::get("/")
+        .header(hyper::header::HOST, "localhost")
+        .body(Body::new())
+        .expect("request");
+    let res = s.send_request(req).await.map_err(|e| Failure {
+        unanswered: true,
+        msg: format!("no answer: {e:?}"),
+    })?;
+    if res.status() != hyper::StatusCode::OK {
+        return Err(cut(format!("status {}", res.status())));
+    }
+    let close = res
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| cut(format!("body: {e:?}")))?
+        .to_bytes();
+    Ok(Some((pid_in(&body)?, close)))
+}
+
+async fn h2_get(
+    s: &mut h2::client::SendRequest<hyper::body::Bytes>,
+    addr: SocketAddr,
+    scheme: &str,
+) -> Result<Option<(i32, bool)>, Failure> {
+    let req = hyper::Request::get(format!("{scheme}://{addr}/"))
+        .body(())
+        .expect("request");
+    let Ok((answer, _)) = s.send_request(req, true) else {
+        return Ok(None);
+    };
+    let res = answer.await.map_err(|e| Failure {
+        unanswered: true,
+        msg: format!("no answer: {e:?}"),
+    })?;
+    if res.status() != hyper::StatusCode::OK {
+        return Err(cut(format!("status {}", res.status())));
+    }
+    let mut body = res.into_body();
+    let mut bytes = Vec::new();
+    for _ in 0..1000 {
+        let Some(chunk) = body.data().await else {
+            break;
+        };
+        let chunk = chunk.map_err(|e| cut(format!("body: {e:?}")))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some((pid_in(&bytes)?, false)))
+}
+
+fn pid_in(body: &[u8]) -> Result<i32, Failure> {
+    let body = String::from_utf8_lossy(body);
+    parse_pid(&body).ok_or_else(|| cut(format!("body {body:?}")))
 }
 
 async fn hyper_client(
@@ -497,7 +537,8 @@ async fn hyper_client(
                 if reused { "reused" } else { "fresh" },
                 e.msg
             )),
-            Ok(ok) => Ok(ok),
+            Ok(None) => continue,
+            Ok(Some(ok)) => Ok(ok),
         };
         match outcome {
             Ok((pid, close)) => {
@@ -524,8 +565,9 @@ async fn sender_retry(
     if !sender.ready().await {
         return Err("retry: fresh connection not ready".into());
     }
-    sender
-        .get(addr, scheme)
-        .await
-        .map_err(|e| format!("retry: {}", e.msg))
+    match sender.get(addr, scheme).await {
+        Ok(Some(ok)) => Ok(ok),
+        Ok(None) => Err("retry: refused on a fresh connection".into()),
+        Err(e) => Err(format!("retry: {}", e.msg)),
+    }
 }
