@@ -73,6 +73,7 @@ pub(super) async fn serve<Io, H, S, B, A>(
             // At most two rounds: before and after the GOAWAY.
             for _ in 0..2 {
                 if !goaway && shared.h2.load(Ordering::Acquire) && goaway_at.is_elapsed() {
+                    shared.goaway.store(true, Ordering::Release);
                     conn.as_mut().graceful_shutdown();
                     goaway = true;
                 }

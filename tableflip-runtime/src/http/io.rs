@@ -31,6 +31,64 @@ pub(super) struct Shared {
     pub(super) h2: AtomicBool,
     /// The peer closed its side: nothing is left to read.
     pub(super) read_eof: AtomicBool,
+    /// The connection's task is about to start HTTP/2's graceful shutdown: the GOAWAY goes
+    /// out alone, [`GOAWAY_GAP`] before the PING that follows it.
+    pub(super) goaway: AtomicBool,
+}
+
+/// How long the graceful GOAWAY travels alone before the PING that hyper's HTTP/2 server
+/// (the `h2` crate) sends right behind it, and whose answer makes it send the final GOAWAY
+/// that refuses every stream the client opened since.
+///
+/// A client that receives both in one read answers the PING before it writes the requests
+/// it had already queued (the `h2` crate's client does: its PING answer goes out first):
+/// those requests then arrive after the answer and are refused, although the client sent
+/// them before it learnt of the GOAWAY. Alone, the GOAWAY lets the client flush them first.
+pub(super) const GOAWAY_GAP: Duration = Duration::from_millis(50);
+
+/// HTTP/2 frame type of GOAWAY (RFC 9113, section 6.8).
+const GOAWAY: u8 = 0x7;
+
+/// Follows the frames the server writes on an HTTP/2 connection (9-byte header, then
+/// the payload), to find where the graceful GOAWAY ends.
+#[derive(Clone, Debug, Default)]
+struct Frames {
+    header: [u8; 9],
+    have: usize,
+    payload_left: usize,
+}
+
+impl Frames {
+    /// Advances over `bytes`; returns the offset just past the first GOAWAY frame that
+    /// ends within them.
+    fn advance(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut goaway_end = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.have < self.header.len() {
+                let take = (self.header.len() - self.have).min(bytes.len() - i);
+                self.header[self.have..self.have + take].copy_from_slice(&bytes[i..i + take]);
+                self.have += take;
+                i += take;
+                if self.have < self.header.len() {
+                    break;
+                }
+                let [a, b, c, ..] = self.header;
+                self.payload_left = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+            } else {
+                let take = self.payload_left.min(bytes.len() - i);
+                self.payload_left -= take;
+                i += take;
+            }
+            if self.have == self.header.len() && self.payload_left == 0 {
+                if self.header[3] == GOAWAY && goaway_end.is_none() {
+                    goaway_end = Some(i);
+                }
+                self.have = 0;
+            }
+        }
+        goaway_end
+    }
 }
 
 /// What keeps the drain and the server waiting for this connection: it lives as long as the
@@ -83,6 +141,10 @@ pub(super) struct DrainIo<T> {
     /// The last byte read or written once draining.
     last_io: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// HTTP/2: the frames written so far.
+    frames: Frames,
+    /// HTTP/2: the graceful GOAWAY went out alone; nothing more is written until then.
+    goaway_alone: Option<Pin<Box<Sleep>>>,
     /// End of file was reported (for real or by the drain): report it again.
     eof: bool,
 }
@@ -108,6 +170,8 @@ impl<T> DrainIo<T> {
             drain_seen: None,
             last_io: None,
             timer: None,
+            frames: Frames::default(),
+            goaway_alone: None,
             eof: false,
         }
     }
@@ -227,6 +291,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DrainIo<T> {
         }
         polled
     }
+
+    /// HTTP/2 writes: the graceful GOAWAY goes out alone, then nothing for [`GOAWAY_GAP`].
+    fn poll_write_h2(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(gap) = self.goaway_alone.as_mut() {
+            if gap.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        let splitting = self.goaway_alone.is_none() && self.shared.goaway.load(Ordering::Acquire);
+        let limit = if splitting {
+            self.frames.clone().advance(buf).unwrap_or(buf.len())
+        } else {
+            buf.len()
+        };
+        let polled = self.io().poll_write(cx, &buf[..limit]);
+        if let Poll::Ready(Ok(n)) = polled {
+            let goaway_end = self.frames.advance(&buf[..n]);
+            if splitting && goaway_end.is_some() {
+                self.goaway_alone = Some(Box::pin(tokio::time::sleep(GOAWAY_GAP)));
+            }
+        }
+        self.wrote(polled)
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
@@ -235,6 +322,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.proto == Proto::H2 {
+            return self.poll_write_h2(cx, buf);
+        }
         let polled = self.io().poll_write(cx, buf);
         self.wrote(polled)
     }
@@ -244,6 +334,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.proto == Proto::H2 {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            return self.poll_write_h2(cx, first);
+        }
         let polled = self.io().poll_write_vectored(cx, bufs);
         self.wrote(polled)
     }
@@ -320,6 +414,28 @@ mod tests {
         assert_eq!((proto, matched), (Proto::Unknown, 12));
         let (proto, _) = classify(matched, b".0\r\n\r\nSM\r\n\r\n\0\0\x12");
         assert_eq!(proto, Proto::H2);
+    }
+
+    #[test]
+    fn the_end_of_the_first_goaway_is_found_across_writes() {
+        // SETTINGS (6 bytes of payload), then GOAWAY (8), then PING (8).
+        let mut out = vec![0, 0, 6, 0x4, 0, 0, 0, 0, 0];
+        out.extend([0; 6]);
+        let goaway_at = out.len();
+        out.extend([0, 0, 8, GOAWAY, 0, 0, 0, 0, 0]);
+        out.extend([0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let goaway_end = out.len();
+        out.extend([0, 0, 8, 0x6, 0, 0, 0, 0, 0]);
+        out.extend([1; 8]);
+        assert_eq!(Frames::default().advance(&out), Some(goaway_end));
+        for split in 1..out.len() {
+            let mut frames = Frames::default();
+            let first = frames.advance(&out[..split]);
+            let second = frames.advance(&out[split..]).map(|n| n + split);
+            let found = first.or(second);
+            assert_eq!(found, Some(goaway_end), "split at {split} (GOAWAY at {goaway_at})");
+            assert_eq!((frames.have, frames.payload_left), (0, 0), "split at {split}");
+        }
     }
 
     #[test]
