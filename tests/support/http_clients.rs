@@ -106,7 +106,14 @@ pub struct Wrk(Reaped);
 impl Wrk {
     pub fn start(url: &str, conns: usize) -> Wrk {
         let child = Command::new("wrk")
-            .args(["-t2", &format!("-c{conns}"), "-d300s", "--timeout", "10s", url])
+            .args([
+                "-t2",
+                &format!("-c{conns}"),
+                "-d300s",
+                "--timeout",
+                "10s",
+                url,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -332,13 +339,10 @@ async fn connect(
     version: HttpVersion,
     tls: &Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<Sender, String> {
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| format!("connect: {e}"))?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     match tls {
         None => handshake(tcp, version).await,
@@ -395,7 +399,11 @@ impl Sender {
     /// `GET /`: the pid, and whether the server closes the connection after this answer.
     /// `Ok(None)`: the client refused to send it, the server having said GOAWAY since
     /// `ready` (nothing was sent; a client uses another connection).
-    async fn get(&mut self, addr: SocketAddr, scheme: &str) -> Result<Option<(i32, bool)>, Failure> {
+    async fn get(
+        &mut self,
+        addr: SocketAddr,
+        scheme: &str,
+    ) -> Result<Option<(i32, bool)>, Failure> {
         let exchange = async {
             match self {
                 Sender::H1(s) => h1_get(s).await,

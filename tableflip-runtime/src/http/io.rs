@@ -335,7 +335,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.proto == Proto::H2 {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
             return self.poll_write_h2(cx, first);
         }
         let polled = self.io().poll_write_vectored(cx, bufs);
@@ -433,8 +436,16 @@ mod tests {
             let first = frames.advance(&out[..split]);
             let second = frames.advance(&out[split..]).map(|n| n + split);
             let found = first.or(second);
-            assert_eq!(found, Some(goaway_end), "split at {split} (GOAWAY at {goaway_at})");
-            assert_eq!((frames.have, frames.payload_left), (0, 0), "split at {split}");
+            assert_eq!(
+                found,
+                Some(goaway_end),
+                "split at {split} (GOAWAY at {goaway_at})"
+            );
+            assert_eq!(
+                (frames.have, frames.payload_left),
+                (0, 0),
+                "split at {split}"
+            );
         }
     }
 

@@ -136,8 +136,8 @@ use hyper::{Request, Response};
 
 pub use listener::{Handshake, Listener, Plain};
 pub use server::{
-    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_GOAWAY_DELAY, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_GRACE,
-    DEFAULT_LINGER_TIMEOUT, Server,
+    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_GOAWAY_DELAY, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_GRACE, DEFAULT_LINGER_TIMEOUT, Server,
 };
 /// The rustls this module uses (feature `rustls`): build the `ServerConfig` for
 /// [`Server::tls`] with it.

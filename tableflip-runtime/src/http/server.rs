@@ -261,7 +261,10 @@ where
     }
     // Stop accepting at once: the successor accepts on the same socket.
     drop(listener);
-    tracing::debug!(in_flight = tf.in_flight(), "http: no longer accepting; draining");
+    tracing::debug!(
+        in_flight = tf.in_flight(),
+        "http: no longer accepting; draining"
+    );
     drop(open_tx);
     let _ = open_rx.recv().await;
     Ok(())
