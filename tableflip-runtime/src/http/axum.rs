@@ -1,14 +1,10 @@
 //! axum on tableflip: [`serve`] a `Router` (feature `axum`).
 //!
 //! ```no_run
-//! #[tableflip::main]
-//! async fn main(
-//!     #[listener("tcp", "127.0.0.1:8080")] listener: tokio::net::TcpListener,
-//!     tf: tableflip::Handle,
-//! ) -> std::io::Result<()> {
-//!     let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
-//!     tableflip::axum::serve(listener, app, &tf).await
-//! }
+//! # async fn demo(listener: tokio::net::TcpListener, tf: tableflip_runtime::Handle) -> std::io::Result<()> {
+//! let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
+//! tableflip_runtime::http::axum::serve(listener, app, &tf).await
+//! # }
 //! ```
 //!
 //! Handlers can take `ConnectInfo<SocketAddr>` as they are (every request carries it), and
@@ -20,7 +16,7 @@
 //! use axum::response::sse::{Event, Sse};
 //! use futures_util::stream::{self, Stream};
 //!
-//! async fn events(State(tf): State<tableflip::Handle>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+//! async fn events(State(tf): State<tableflip_runtime::Handle>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
 //!     let ticks = stream::unfold(0u64, |n| async move {
 //!         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 //!         Some((Ok(Event::default().data(n.to_string())), n + 1))

@@ -1,17 +1,34 @@
 //! HTTP services that lose no request across upgrades: hyper (any tower service) and axum
 //! (features `hyper`, `axum`; TLS with `rustls`).
 //!
+//! With `#[tableflip::main]` and the facade's `axum` feature, a whole service is:
+//!
+//! ```text
+//! #[tableflip::main]
+//! async fn main(#[listener("tcp", ":8080")] listener: TcpListener, tf: tableflip::Handle)
+//!     -> std::io::Result<()> {
+//!     tableflip::axum::serve(listener, app(), &tf).await
+//! }
+//! ```
+//!
+//! which is, by hand:
+//!
 //! ```no_run
 //! # #[cfg(feature = "axum")]
-//! #[tableflip::main]
-//! async fn main(
-//!     #[listener("tcp", "127.0.0.1:8080")] listener: tokio::net::TcpListener,
-//!     tf: tableflip::Handle,
-//! ) -> std::io::Result<()> {
-//!     let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
-//!     tableflip::axum::serve(listener, app, &tf).await
+//! # mod doc {
+//! use tableflip_runtime::{ListenerSpec, Service};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Service::builder()
+//!         .listener(ListenerSpec::new("listener", "tcp", ":8080"))
+//!         .run(|mut listeners, tf| {
+//!             let listener: tokio::net::TcpListener = listeners.take("listener")?;
+//!             let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
+//!             Ok(async move { tableflip_runtime::http::axum::serve(listener, app, &tf).await })
+//!         })
 //! }
-//! # #[cfg(not(feature = "axum"))] fn main() {}
+//! # }
+//! # fn main() {}
 //! ```
 //!
 //! [`serve`] (or [`Server`] for the grace periods and TLS) serves HTTP/1.1 and HTTP/2 (h2c
