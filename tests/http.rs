@@ -165,6 +165,10 @@ fn assert_nothing_lost(seen: &Seen) {
 #[test]
 fn fifty_upgrades_under_wrk_h2load_and_hyper_lose_no_request_where_the_naive_drain_does() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tool) = missing_tool(&["wrk", "h2load"]) {
+        eprintln!("skipped: {tool} is not installed (Debian packages wrk, nghttp2-client)");
+        return;
+    }
     let ours = upgrades_under_load("http", UPGRADES, None);
     let naive = upgrades_under_load("http_naive", 20, None);
     eprintln!("| server | upgrades | wrk | h2load | hyper |");
@@ -186,6 +190,10 @@ fn fifty_upgrades_under_wrk_h2load_and_hyper_lose_no_request_where_the_naive_dra
 #[test]
 fn fifty_upgrades_over_tls_lose_no_request() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tool) = missing_tool(&["wrk", "h2load"]) {
+        eprintln!("skipped: {tool} is not installed (Debian packages wrk, nghttp2-client)");
+        return;
+    }
     let scratch = Scratch::new("https-cert");
     let cert = TestCert::generate(&scratch);
     let seen = upgrades_under_load("https", UPGRADES, Some(&cert));

@@ -15,6 +15,16 @@ use std::time::{Duration, Instant};
 
 use super::{Scratch, parse_pid, read_all};
 
+/// The first of `tools` that is not on `PATH`, if any: a test that needs it says so in
+/// one line and returns (`.ci/run` installs them: Debian `wrk`, `nghttp2-client`).
+pub fn missing_tool<'a>(tools: &[&'a str]) -> Option<&'a str> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    tools
+        .iter()
+        .copied()
+        .find(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
 /// A self-signed certificate for `localhost` and `127.0.0.1`, written as PEM files.
 pub struct TestCert {
     pub cert_path: PathBuf,
