@@ -26,7 +26,7 @@
 //! }
 //! ```
 //!
-//! For the grace periods and TLS, use [`Server`](super::Server): an axum `Router` is a tower
+//! For the grace periods and TLS, use [`Server`]: an axum `Router` is a tower
 //! service like any other.
 
 use std::future::Future;

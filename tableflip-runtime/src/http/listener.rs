@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 ///
 /// Implemented for tokio's `TcpListener` (accepted sockets get `TCP_NODELAY`, as Go's `net`
 /// gives them) and `UnixListener`; with the `axum` feature,
-/// [`axum::Listener`](super::axum::Listener) adapts any `axum::serve::Listener`. Accept
+/// `axum::Listener` (feature `axum`) adapts any `axum::serve::Listener`. Accept
 /// errors are returned, not retried: the server backs off with
 /// [`AcceptBackoff`](crate::AcceptBackoff).
 ///

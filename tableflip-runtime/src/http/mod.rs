@@ -65,10 +65,10 @@
 //! `tower::ServiceBuilder` stack, is served as it is. Every request carries the peer's
 //! address as [`RemoteAddr`] (and as axum's `ConnectInfo<SocketAddr>` with the `axum`
 //! feature: no `into_make_service_with_connect_info` needed). TLS is a [`Handshake`] run in
-//! each connection's own task: [`Server::tls`] for rustls, or [`Server::handshake`] with
+//! each connection's own task: `Server::tls` (feature `rustls`) for rustls, or [`Server::handshake`] with
 //! your own acceptor. A listener is anything that implements [`Listener`]: tokio's TCP and
 //! unix listeners, or (feature `axum`) any `axum::serve::Listener` through
-//! [`axum::Listener`](self::axum::Listener).
+//! `axum::Listener` (feature `axum`).
 //!
 //! # The same by hand
 //!
