@@ -1,34 +1,15 @@
-//! The entry point, and the expansion of a valid function into `Service` builder calls.
+//! The expansion of a valid function into `Service` builder calls.
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{Ident, Item, ItemFn, LitStr, ReturnType};
+use syn::{Ident, ItemFn, LitStr, ReturnType};
 
 use crate::addr::Network;
-use crate::ast::{AddrSource, Errors, Flavor, Listener, Main, Options, Param, Ready, Spanned};
-use crate::{fallback, params, parse, validate};
-
-/// `#[tableflip::main]`: parse, validate, then expand, or fall back with every error.
-pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    let options = parse::options(args, &mut errors);
-    let func = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(func)) => func,
-        Ok(other) => return fallback::not_a_function(other, errors),
-        Err(e) => return fallback::unparsed(item, e, errors),
-    };
-    let main = params::function(func, &mut errors);
-    validate::check(&options, &main, &mut errors);
-    if errors.is_empty() {
-        expand(&options, &main)
-    } else {
-        fallback::expand(&options, &main, &errors)
-    }
-}
+use crate::ast::{AddrSource, Flavor, Listener, Main, Options, Param, Ready, Spanned};
 
 /// The generated `fn main() -> ExitCode`.
-fn expand(options: &Options, main: &Main) -> TokenStream {
+pub(crate) fn expand(options: &Options, main: &Main) -> TokenStream {
     let root = root(options);
     let ItemFn {
         attrs,
@@ -190,7 +171,7 @@ fn config(root: &TokenStream, options: &Options) -> TokenStream {
 /// A `Duration` computed at compile time, as `from_millis` when that is exact.
 fn duration(d: Spanned<std::time::Duration>) -> TokenStream {
     let nanos = d.value.as_nanos();
-    let (ctor, n) = if nanos % 1_000_000 == 0 {
+    let (ctor, n) = if nanos.is_multiple_of(1_000_000) {
         ("from_millis", nanos / 1_000_000)
     } else {
         ("from_nanos", nanos)

@@ -4,20 +4,19 @@
 //! `async fn main` whose parameters are listeners into `Service` builder calls on the public
 //! runtime API: nothing it generates is out of reach of hand-written code. For
 //!
-//! ```no_run
+//! ```text
 //! #[tableflip::main(pid_file = "/run/hello.pid", upgrade_timeout = "90s")]
 //! async fn main(
 //!     #[listener("tcp", ":8080")] http: tokio::net::TcpListener,
 //!     tf: tableflip::Handle,
 //! ) -> std::io::Result<()> {
-//!     # let _ = (http, tf);
 //!     Ok(())
 //! }
 //! ```
 //!
 //! it generates
 //!
-//! ```no_run
+//! ```text
 //! fn main() -> ::std::process::ExitCode {
 //!     ::tableflip::__private::assert_fits::<::tableflip::__private::Tcp, tokio::net::TcpListener>();
 //!     ::tableflip::Service::builder()
@@ -29,7 +28,6 @@
 //!             let tf: tableflip::Handle = handle;
 //!             ::core::result::Result::Ok(::tableflip::__private::body::<std::io::Result<()>, _>(
 //!                 async move {
-//!                     # let _ = (http, tf);
 //!                     Ok(())
 //!                 },
 //!             ))
@@ -37,21 +35,20 @@
 //! }
 //! ```
 //!
-//! The stages are one file each: `parse` (the options) and `params` (the function and its
+//! The stages are one file each: `entry` runs them; `parse` (the options) and `params` (the function and its
 //! parameters) build the small AST in `ast`, `validate` checks what involves several parts,
 //! `expand` generates the code, and `fallback` is what is emitted on errors: every error as
 //! a spanned `compile_error!`, and the user's function kept so that IDEs still work.
-//! Addresses and durations are checked with the runtime's own parser, compiled in from
-//! `tableflip-runtime/src/addr.rs`.
+//! Addresses and durations are checked with the runtime's own parser, the `tableflip-addr`
+//! crate.
 
 #![deny(missing_docs)]
 
 use proc_macro::TokenStream;
 
-#[path = "../../tableflip-runtime/src/addr.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod addr;
+use tableflip_addr as addr;
 mod ast;
+mod entry;
 mod expand;
 mod fallback;
 mod params;
@@ -60,132 +57,10 @@ mod validate;
 
 /// Runs an `async fn` as a tableflip service: graceful, zero-downtime upgrades on `SIGHUP`.
 ///
-/// ```no_run
-/// use tokio::io::AsyncWriteExt;
-/// use tokio::net::TcpListener;
-///
-/// #[tableflip::main(pid_file = "/tmp/hello.pid")]
-/// async fn main(
-///     #[listener("tcp", "127.0.0.1:8080")] http: TcpListener,
-///     tf: tableflip::Handle,
-/// ) -> std::io::Result<()> {
-///     loop {
-///         tokio::select! {
-///             conn = http.accept() => {
-///                 let (mut conn, _) = conn?;
-///                 conn.write_all(format!("hello from pid {}\n", std::process::id()).as_bytes()).await?;
-///             }
-///             _ = tf.shutdown() => return Ok(()),
-///         }
-///     }
-/// }
-/// ```
-///
-/// The function may have any name (`main` for a binary), must be `async`, and returns `()`
-/// or `Result<(), E>` with `E: Debug`, as `main` does: an error is printed and the exit
-/// code is 1. It becomes a plain `fn() -> std::process::ExitCode`.
-///
-/// # Options
-///
-/// Each is optional; each value is a literal. Unknown and repeated options are compile
-/// errors that list the valid ones.
-///
-/// | option | meaning | default |
-/// |---|---|---|
-/// | `pid_file = "path"` | written atomically on every ready | none |
-/// | `upgrade_timeout = "60s"` | how long a new process has to become ready before it is killed | 60s |
-/// | `drain_timeout = "30s"` | how long the old process may drain after handing over or being stopped | 30s |
-/// | `upgrade_signal = "SIGHUP"` | the signal that starts an upgrade | `"SIGHUP"` |
-/// | `stop_signals = ["SIGTERM", "SIGINT"]` | the signals that start a graceful stop | both |
-/// | `ready = "auto"` or `"manual"` | auto: ready once every listener is held; manual: the body calls `tf.ready()` | `"auto"` |
-/// | `on_shutdown = path` or `[path, ...]` | `async fn(tableflip::ShutdownReason)`s run, in order, when shutdown begins | none |
-/// | `flavor = "multi_thread"` or `"current_thread"` | the tokio runtime, as in `#[tokio::main]` | `"multi_thread"` |
-/// | `worker_threads = 4` | the multi-threaded runtime's worker count | one per core |
-/// | `crate = "path"` | where the `tableflip` facade is, when renamed | `"tableflip"` |
-///
-/// Durations are written as in Go: `"500ms"`, `"30s"`, `"2m"`, `"1m30s"` (units `ns`, `us`,
-/// `ms`, `s`, `m`, `h`) and checked at compile time. Signals are named as in
-/// `tableflip::Signal` (`nix`'s `Signal`); `SIGKILL`, `SIGSTOP` and the fault signals
-/// can't be handled, and the upgrade signal can't also be a stop signal. Operators can
-/// override `pid_file`, `upgrade_timeout` and `drain_timeout` at start-up through
-/// `TABLEFLIP_PID_FILE`, `TABLEFLIP_UPGRADE_TIMEOUT` and `TABLEFLIP_DRAIN_TIMEOUT`.
-///
-/// # Parameters
-///
-/// | parameter | meaning |
-/// |---|---|
-/// | `#[listener("tcp", ":8080")] http: T` | a socket inherited from the previous process, activated by systemd, or bound |
-/// | `#[listener("udp", env = "DNS_ADDR", default = ":53")] dns: T` | the address is read from `$DNS_ADDR` at start-up (required if there is no `default`) |
-/// | `#[listener("tcp", ":8080", name = "http")] http: T` | also claims the systemd socket with `FileDescriptorName=http` |
-/// | `tf: tableflip::Handle` | at most one: the running service's handle |
-///
-/// Networks are Go's: `tcp`, `tcp4`, `tcp6`, `unix`, `unixpacket` (stream listeners) and
-/// `udp`, `udp4`, `udp6`, `unixgram` (packet sockets). Addresses are Go's too: `":8080"`,
-/// `"127.0.0.1:0"`, `"[::1]:53"`, `"/run/app.sock"`, `"@abstract"` (Linux); literal ones
-/// (and `default`s) are checked at compile time. The type `T` must fit the network, or the
-/// error points at it:
-///
-/// | network | `T` |
-/// |---|---|
-/// | `tcp`, `tcp4`, `tcp6` | `tokio::net::TcpListener`, `std::net::TcpListener`, `std::os::fd::OwnedFd` |
-/// | `unix` | `tokio::net::UnixListener`, `std::os::unix::net::UnixListener`, `OwnedFd` |
-/// | `unixpacket` | `OwnedFd` |
-/// | `udp`, `udp4`, `udp6` | `tokio::net::UdpSocket`, `std::net::UdpSocket`, `OwnedFd` |
-/// | `unixgram` | `tokio::net::UnixDatagram`, `std::os::unix::net::UnixDatagram`, `OwnedFd` |
-///
-/// Every parameter is a plain name (`mut` allowed) and either a listener or the Handle.
-/// `#[cfg]` and `#[cfg_attr]` on a parameter are rejected: the attribute would see them
-/// unevaluated. A second runtime attribute such as `#[tokio::main]` is rejected too:
-/// `#[tableflip::main]` builds the runtime.
-///
-/// # What it expands to
-///
-/// Only builder calls on the public API, so the same service can be written by hand. This
-/// ```no_run
-/// # async fn flush(_: tableflip::ShutdownReason) {}
-/// #[tableflip::main(
-///     upgrade_signal = "SIGUSR2",
-///     stop_signals = ["SIGTERM"],
-///     drain_timeout = "5s",
-///     ready = "manual",
-///     on_shutdown = flush,
-///     flavor = "current_thread",
-/// )]
-/// async fn main(
-///     #[listener("udp", env = "DNS_ADDR", default = "127.0.0.1:8053", name = "dns")]
-///     dns: tokio::net::UdpSocket,
-///     tf: tableflip::Handle,
-/// ) {
-///     tf.ready().unwrap();
-///     # let _ = dns;
-/// }
-/// ```
-/// is the same as this:
-/// ```no_run
-/// # async fn flush(_: tableflip::ShutdownReason) {}
-/// use tableflip::{ListenerSpec, ReadyMode, Service, Signal};
-///
-/// fn main() -> std::process::ExitCode {
-///     Service::builder()
-///         .upgrade_signal(Signal::SIGUSR2)
-///         .stop_signals([Signal::SIGTERM])
-///         .drain_timeout(std::time::Duration::from_secs(5))
-///         .ready(ReadyMode::Manual)
-///         .on_shutdown(flush)
-///         .runtime(tokio::runtime::Builder::new_current_thread())
-///         .listener(
-///             ListenerSpec::from_env("dns", "udp", "DNS_ADDR", Some("127.0.0.1:8053")).name("dns"),
-///         )
-///         .run(|mut listeners, tf| {
-///             let dns: tokio::net::UdpSocket = listeners.take("dns")?;
-///             Ok(async move {
-///                 tf.ready().unwrap();
-///                 # let _ = dns;
-///             })
-///         })
-/// }
-/// ```
+/// Use it as `#[tableflip::main]`, through the `tableflip` crate, whose documentation of
+/// [`tableflip::main`](https://docs.rs/tableflip/latest/tableflip/attr.main.html) lists the
+/// options and parameters and shows the code it expands to.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::main(args.into(), item.into()).into()
+    entry::main(args.into(), item.into()).into()
 }

@@ -68,14 +68,14 @@ fn signature(func: &mut ItemFn, errors: &mut Errors) {
             "the service's main can't have a `where` clause: name the concrete types",
         );
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if matches!(**ty, Type::ImplTrait(_) | Type::Never(_)) {
-            errors.spanned(
-                ty,
-                "the service's main returns `()` or `Result<(), E>` with `E: Debug`; name the \
+    if let ReturnType::Type(_, ty) = &sig.output
+        && matches!(**ty, Type::ImplTrait(_) | Type::Never(_))
+    {
+        errors.spanned(
+            ty,
+            "the service's main returns `()` or `Result<(), E>` with `E: Debug`; name the \
                  type",
-            );
-        }
+        );
     }
     func.attrs.retain(|attr| {
         let Some(last) = attr.path().segments.last() else {

@@ -228,17 +228,17 @@ fn duration(key: &str, value: &Expr, errors: &mut Errors) -> Option<Spanned<std:
 
 /// A signal name's literal; `SIGTERM` or `Signal::SIGTERM` written as a path gets a hint.
 fn signal_lit(key: &str, value: &Expr, example: &str, errors: &mut Errors) -> Option<LitStr> {
-    if let Expr::Path(path) = value {
-        if let Some(last) = path.path.segments.last() {
-            errors.spanned(
-                value,
-                format!(
-                    "`{key}` takes signal names as strings: write \"{}\"",
-                    last.ident
-                ),
-            );
-            return None;
-        }
+    if let Expr::Path(path) = value
+        && let Some(last) = path.path.segments.last()
+    {
+        errors.spanned(
+            value,
+            format!(
+                "`{key}` takes signal names as strings: write \"{}\"",
+                last.ident
+            ),
+        );
+        return None;
     }
     lit_str(key, value, example, errors)
 }

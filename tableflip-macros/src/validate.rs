@@ -89,16 +89,16 @@ fn params(main: &Main, errors: &mut Errors) {
             };
             errors.at(lit.span(), message);
         }
-        if let Some(lit) = &listener.name {
-            if let Some(first) = fd_names.insert(lit.value(), name.clone()) {
-                errors.at(
-                    lit.span(),
-                    format!(
-                        "duplicate listener name: `{first}` already has name = {:?}",
-                        lit.value()
-                    ),
-                );
-            }
+        if let Some(lit) = &listener.name
+            && let Some(first) = fd_names.insert(lit.value(), name.clone())
+        {
+            errors.at(
+                lit.span(),
+                format!(
+                    "duplicate listener name: `{first}` already has name = {:?}",
+                    lit.value()
+                ),
+            );
         }
     }
 }
@@ -130,13 +130,13 @@ fn signals(options: &Options, errors: &mut Errors) {
 
 /// `worker_threads` needs the multi-threaded runtime.
 fn runtime(options: &Options, errors: &mut Errors) {
-    if let (Some(flavor), Some(threads)) = (options.flavor, &options.worker_threads) {
-        if flavor.value == Flavor::CurrentThread {
-            errors.at(
-                threads.span(),
-                "the `worker_threads` option requires the `multi_thread` runtime flavor: use \
+    if let (Some(flavor), Some(threads)) = (options.flavor, &options.worker_threads)
+        && flavor.value == Flavor::CurrentThread
+    {
+        errors.at(
+            threads.span(),
+            "the `worker_threads` option requires the `multi_thread` runtime flavor: use \
                  `flavor = \"multi_thread\"` or remove `worker_threads`",
-            );
-        }
+        );
     }
 }

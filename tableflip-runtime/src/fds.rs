@@ -508,10 +508,10 @@ fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> 
 /// Removes a unix socket file, only if it is a socket (as Go does).
 fn unlink_socket(path: &str) {
     use std::os::unix::fs::FileTypeExt;
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(path, error = %e, "can't remove unix socket file");
-        }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!(path, error = %e, "can't remove unix socket file");
     }
 }
 

@@ -8,8 +8,10 @@
 //!
 //! The wire handshake is described in `docs/protocol.md`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod accept;
-mod addr;
+use tableflip_addr as addr;
 mod child;
 mod env;
 mod error;

@@ -93,10 +93,10 @@ where
         Ok(body) => body,
         Err(e) => return fail(&e),
     };
-    if parts.ready == ReadyMode::Auto {
-        if let Err(e) = upgrader.ready() {
-            return fail(&e);
-        }
+    if parts.ready == ReadyMode::Auto
+        && let Err(e) = upgrader.ready()
+    {
+        return fail(&e);
     }
 
     let (force_tx, mut force_rx) = watch::channel(None);

@@ -284,10 +284,10 @@ pub fn parse_pid(line: &str) -> Option<i32> {
 pub fn wait_new_pid(addr: SocketAddr, old: i32) -> i32 {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(pid) = hello(addr) {
-            if pid != old {
-                return pid;
-            }
+        if let Ok(pid) = hello(addr)
+            && pid != old
+        {
+            return pid;
         }
         assert!(Instant::now() < deadline, "no new pid answered at {addr}");
         std::thread::sleep(Duration::from_millis(10));

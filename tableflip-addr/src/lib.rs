@@ -1,13 +1,16 @@
-//! Parsing of network names, addresses and durations in Go's vocabulary.
+//! Network names, addresses and durations in Go's vocabulary, parsed once.
 //!
-//! This module depends on nothing but `std`: the same file is compiled into the
-//! `tableflip-macros` proc-macro crate (through `#[path]`) to check literal addresses and
-//! durations at compile time, and into the runtime to check them from configuration and
-//! environment variables. Both therefore give the same answer and the same error message.
+//! A small crate of its own, depending on nothing but `std`, so that the `#[tableflip::main]`
+//! attribute (`tableflip-macros`, which checks literal addresses and durations at compile
+//! time) and the runtime (`tableflip-runtime`, which checks them from configuration and
+//! environment variables) share one parser: both give the same answer and the same error
+//! message. Not meant to be used directly: the `tableflip` crate re-exports what users need.
 //!
 //! Addresses follow Go's `net.SplitHostPort` rules, a little stricter where Go's leniency
 //! would only surprise: ports must be decimal numbers (no service names such as `"http"`),
 //! IPv6 literals must be bracketed, and brackets hold only IPv6 literals.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
