@@ -143,9 +143,6 @@ pub use tableflip_macros::main;
 #[doc(inline)]
 pub use tableflip_runtime::*;
 
-#[cfg(feature = "axum")]
-pub use tableflip_runtime::http::axum;
-
 /// Support for the code `#[tableflip::main]` generates. Not public API: no stability promise.
 #[doc(hidden)]
 pub mod __private;

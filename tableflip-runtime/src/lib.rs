@@ -19,6 +19,8 @@ mod fds;
 mod gob;
 #[cfg(feature = "hyper")]
 pub mod http;
+#[cfg(feature = "axum")]
+pub use http::axum;
 mod lifecycle;
 mod net;
 mod parent;
