@@ -294,10 +294,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> DrainIo<T> {
 
     /// HTTP/2 writes: the graceful GOAWAY goes out alone, then nothing for [`GOAWAY_GAP`].
     fn poll_write_h2(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if let Some(gap) = self.goaway_alone.as_mut() {
-            if gap.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        if let Some(gap) = self.goaway_alone.as_mut()
+            && gap.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
         }
         let splitting = self.goaway_alone.is_none() && self.shared.goaway.load(Ordering::Acquire);
         let limit = if splitting {
@@ -363,10 +363,10 @@ impl<T> Drop for DrainIo<T> {
     fn drop(&mut self) {
         // Hand the socket back for a lingering close (or, if the task is gone, to be closed
         // with the last reference).
-        if let (Some(io), Some(hold)) = (self.io.take(), self.hold.take()) {
-            if let Ok(mut slot) = self.returned.lock() {
-                *slot = Some((io, hold));
-            }
+        if let (Some(io), Some(hold)) = (self.io.take(), self.hold.take())
+            && let Ok(mut slot) = self.returned.lock()
+        {
+            *slot = Some((io, hold));
         }
     }
 }
