@@ -17,6 +17,10 @@ mod env;
 mod error;
 mod fds;
 mod gob;
+#[cfg(feature = "hyper")]
+pub mod http;
+#[cfg(feature = "axum")]
+pub use http::axum;
 mod lifecycle;
 mod log;
 mod net;

@@ -18,8 +18,11 @@ use nix::unistd::Pid;
 
 mod container;
 pub mod go;
+mod http_clients;
 #[allow(unused_imports)]
 pub use container::*;
+#[allow(unused_imports)]
+pub use http_clients::*;
 
 /// The bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -28,7 +31,17 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // The variables cargo sets for this test process would, seen by the nested build,
+        // make it rerun every build script that watches them (ring's does) and rebuild
+        // from there, here and again at the next `cargo test`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = cargo
             .args(["build", "--quiet", "--examples"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
