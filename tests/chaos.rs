@@ -395,11 +395,12 @@ fn sigkill_of_the_old_process_while_the_successor_initialises_leaves_the_success
     signal(succ, Signal::SIGCONT);
     let new = wait_new_http_pid_of(d.addr, old);
     assert_eq!(new, succ, "the successor became the service");
+    // The successor says so (its log is written by a thread of its own: the line may come a
+    // moment after it serves).
+    wait_until("the successor says it is the service", || {
+        svc.stderr().contains("this process is now the service")
+    });
     let log = svc.stderr();
-    assert!(
-        log.contains("this process is now the service"),
-        "the successor says so:\n{log}"
-    );
     assert!(
         !log.contains("new process is ready"),
         "the old one never saw it ready"

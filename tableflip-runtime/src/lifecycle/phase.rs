@@ -304,10 +304,18 @@ impl Phase {
             ),
 
             // --- Draining ---------------------------------------------------------------
-            (Draining(d), Event::Stop(Some(signal))) if d.stops >= 1 => (
-                Exiting(Exit::Forced(*signal)),
-                vec![Exit(Exit::Forced(*signal))],
-            ),
+            // Under systemd, a process that handed over is no longer the main one: when the
+            // main process exits, systemd sends SIGTERM again to what is left of the unit
+            // (its final-sigterm step). That must not cut this drain; it ends by itself, at
+            // the drain timeout, or by systemd's SIGKILL after TimeoutStopSec.
+            (Draining(d), Event::Stop(Some(signal)))
+                if d.stops >= 1 && !(d.reason == ExitReason::Upgraded && facts.under_systemd) =>
+            {
+                (
+                    Exiting(Exit::Forced(*signal)),
+                    vec![Exit(Exit::Forced(*signal))],
+                )
+            }
             (Draining(d), Event::Stop(Some(signal))) => (
                 Draining(Drain { stops: 1, ..d }),
                 vec![DrainContinues(*signal)],

@@ -202,7 +202,9 @@ fn expected(
         ),
         (Upgrading { .. }, E::UpgradeDone(Err(_))) => (SERVING, vec![UpgradeFailed, AnswerWaiter]),
 
-        (Draining(d), E::Stop(Some(s))) if d.stops >= 1 => {
+        (Draining(d), E::Stop(Some(s)))
+            if d.stops >= 1 && !(d.reason == upgraded && facts.under_systemd) =>
+        {
             (Exiting(Exit::Forced(*s)), vec![Exit(Exit::Forced(*s))])
         }
         (Draining(d), E::Stop(Some(s))) => {
@@ -309,6 +311,19 @@ fn after_a_handover_the_first_stop_continues_and_the_second_forces() {
     let (phase, effects) = phase.on(&Event::Stop(Some(SIGTERM)), ALONE);
     assert_eq!(phase, Exiting(Exit::Forced(SIGTERM)));
     assert_eq!(effects, vec![Exit(Exit::Forced(SIGTERM))]);
+}
+
+#[test]
+fn under_systemd_a_process_that_handed_over_is_never_forced_by_a_repeated_sigterm() {
+    let (phase, _) = UPGRADING.on(&Event::UpgradeDone(Ok(7)), SYSTEMD);
+    let (phase, _) = phase.on(&Event::Stop(Some(SIGTERM)), SYSTEMD);
+    let (phase, effects) = phase.on(&Event::Stop(Some(SIGTERM)), SYSTEMD);
+    assert_eq!(phase, Draining(drain(ExitReason::Upgraded, 1)));
+    assert_eq!(effects, vec![DrainContinues(SIGTERM)]);
+    // A process draining after its own stop is forced by the next one, systemd or not.
+    let stopped = Draining(drain(ExitReason::Stopped, 1));
+    let (phase, _) = stopped.on(&Event::Stop(Some(SIGTERM)), SYSTEMD);
+    assert_eq!(phase, Exiting(Exit::Forced(SIGTERM)));
 }
 
 #[test]
