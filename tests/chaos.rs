@@ -254,8 +254,16 @@ fn a_successor_exiting_right_after_ready_is_reaped_and_the_old_one_still_drains_
     signal(old, Signal::SIGHUP);
     let child = pid_in(&child_pid);
     d.svc.track(child);
-    // The old process, still draining the slow request, reaps its dead successor.
+    // The old process, still draining the slow request, sees its successor die. It never
+    // holds it as a zombie: the successor's parent is the shim until ready (which reaps it if
+    // it dies before), and after ready it is an orphan whose reaper is init -- here this
+    // test, the subreaper, which reaps it as init would.
     d.wait_log("the successor exited", 1);
+    assert!(
+        !children_of(old).contains(&child),
+        "the successor {child} is not left as the old process's child"
+    );
+    wait_reaped(child, WAIT);
     assert!(is_gone(child), "the successor {child} was reaped");
     d.svc.forget(child);
     let body = slow.answer().expect("the request in flight is answered");
