@@ -17,7 +17,7 @@
 //! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
 //! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -29,10 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::env::{SENTINEL, Startup};
+use crate::env::Startup;
 use crate::error::UpgradeError;
 use crate::fds::Key;
-use crate::parent::{FIRST_FILE_FD, READY_BYTE, READY_FD};
+use crate::handshake::{READY_BYTE, READY_FD, SENTINEL, file_fd};
 use crate::{gob, sys};
 
 /// How long the shim may take to obey a command before it is killed.
@@ -216,7 +216,7 @@ async fn spawn(
     // fd 3, fd 4, then fd 5+i. `files` already sit above the highest target (see
     // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
     // overwrites another still to be placed.
-    let first_free = FIRST_FILE_FD + files.len() as RawFd;
+    let first_free = file_fd(files.len());
     let mut placed = Vec::with_capacity(files.len() + 2);
     for fd in [ready_w.as_fd(), names_r.as_fd()] {
         placed.push(sys::dup_at_least(fd, first_free).map_err(io)?);
