@@ -17,7 +17,7 @@
 //! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
 //! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -29,10 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::env::{SENTINEL, Startup};
+use crate::env::Startup;
 use crate::error::UpgradeError;
 use crate::fds::Key;
-use crate::parent::{FIRST_FILE_FD, READY_BYTE, READY_FD};
+use crate::handshake::{READY_BYTE, READY_FD, SENTINEL, file_fd};
 use crate::{gob, sys};
 
 /// How long the shim may take to obey a command before it is killed.
@@ -293,7 +293,7 @@ fn place_above_targets(
     names: std::os::fd::BorrowedFd<'_>,
     files: &[OwnedFd],
 ) -> std::io::Result<Vec<OwnedFd>> {
-    let first_free = FIRST_FILE_FD + files.len() as RawFd;
+    let first_free = file_fd(files.len());
     [ready, names]
         .into_iter()
         .chain(files.iter().map(AsFd::as_fd))
@@ -504,7 +504,7 @@ mod tests {
         drop(holes);
         let (r, w) = sys::pipe_cloexec().expect("pipe");
         let placed = place_above_targets(w.as_fd(), r.as_fd(), &files).expect("placed");
-        let highest_target = READY_FD + placed.len() as RawFd - 1;
+        let highest_target = READY_FD + placed.len() as std::os::fd::RawFd - 1;
         assert!(
             lowest <= highest_target,
             "the test made no hole below the targets"
