@@ -537,3 +537,255 @@ fn notify_reload_unit_stops_after_reloads_draining_on_systemd_254() {
     s.answered("the request in flight at the stop", slow, main);
     s.stopped_clean();
 }
+
+// -------------------------------------------------------------------------------------------
+// systemd's fd store (examples/systemd/http-fdstore.service, http-fdstore-preserve.service):
+// the listening socket outlives the processes of the unit.
+// -------------------------------------------------------------------------------------------
+
+/// The unit that keeps its socket in the fd store on systemd 252.
+const FDSTORE_UNIT: &str = "http-fdstore.service";
+
+impl Scenario {
+    /// The inode of the socket listening on [`ADDR`], and that `main` holds it.
+    fn listening_socket(&self, main: i32) -> u64 {
+        let Some(inode) = self.c.listening_inode(addr()) else {
+            self.fail(&format!("nothing listens on {ADDR}"));
+        };
+        if !self.c.socket_inodes_of(main).contains(&inode) {
+            self.fail(&format!(
+                "the main process {main} does not hold the listening socket {inode}"
+            ));
+        }
+        inode
+    }
+
+    /// How many descriptors systemd holds in the unit's fd store.
+    fn stored(&self) -> u32 {
+        let n = self.c.property(self.unit, "NFileDescriptorStore");
+        n.parse()
+            .unwrap_or_else(|_| self.fail(&format!("NFileDescriptorStore={n:?}")))
+    }
+
+    fn stored_is(&self, when: &str, n: u32) {
+        let got = self.stored();
+        if got != n {
+            self.fail(&format!(
+                "{when}: {got} descriptors in the fd store, expected {n}"
+            ));
+        }
+    }
+
+    /// Clients that tell refused connections from requests lost in flight.
+    fn crash_load(&self) -> CrashLoad {
+        let load = self.c.crash_load(addr(), 2, 2, LOAD_BOUND);
+        std::thread::sleep(Duration::from_millis(200));
+        load
+    }
+
+    /// Ends a crash load phase: nothing refused, at most one request lost per client (the
+    /// one each had in flight on the process that died), some answered.
+    fn nothing_refused(&self, step: &str, load: CrashLoad) -> CrashReport {
+        let clients = load.clients();
+        let r = load.finish();
+        if r.refused > 0 || r.lost > clients || r.ok == 0 {
+            self.fail(&format!(
+                "{step}: {} answered, {} refused, {} lost in flight (at most {clients}), {} \
+                 retried; first failures: {:#?}",
+                r.ok, r.refused, r.lost, r.retried, r.failures
+            ));
+        }
+        r
+    }
+}
+
+/// systemd 252, FileDescriptorStoreMax= and Restart=always: reloads add nothing to the store
+/// (one socket, stored once); `kill -9` of the main process under load refuses no connection
+/// (they wait in the backlog of the socket systemd holds), loses only requests in flight on
+/// the killed process, and the process systemd starts serves on the very same socket.
+#[test]
+fn fd_store_kill_9_under_load_refuses_nothing_and_keeps_the_socket() {
+    let test = "fd_store_kill_9_under_load_refuses_nothing_and_keeps_the_socket";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    s.stored_is("after the start", 1);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    let mut requests = 0;
+    let mut lost = 0;
+    let mut main = old;
+    for round in 1..=2 {
+        let load = s.crash_load();
+        let out = s.c.exec(&["kill", "-9", &main.to_string()]);
+        if !out.status.success() {
+            s.fail(&format!("kill -9 {main}: {out:?}"));
+        }
+        let new = s.serving(Some(main));
+        s.alone(new);
+        let r = s.nothing_refused(&format!("kill -9, round {round}"), load);
+        requests += r.ok;
+        lost += r.lost;
+        if s.listening_socket(new) != inode {
+            s.fail("a new listening socket after kill -9");
+        }
+        s.restarts_are(round);
+        s.stored_is(&format!("after kill -9 round {round}"), 1);
+        main = new;
+    }
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, 2 x kill -9 under load: {requests} \
+         requests, 0 refused, {lost} lost in flight, socket inode {inode} throughout",
+        s.c.systemd_version()
+    );
+}
+
+/// systemd 252: after reloads, `systemctl restart` under load drains the request in flight,
+/// refuses no connection, and the new process serves on the same socket, which it passes on
+/// at its own reloads; the store holds that one socket throughout.
+#[test]
+fn fd_store_restart_under_load_refuses_nothing_and_keeps_the_socket() {
+    let test = "fd_store_restart_under_load_refuses_nothing_and_keeps_the_socket";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    if s.listening_socket(old) != inode {
+        s.fail("a new listening socket after reloads");
+    }
+    let load = s.load();
+    let slow = load.paused(|| s.slow(SLOW_MS, old));
+    s.systemctl(&["restart", s.unit]);
+    let main = s.serving(Some(old));
+    s.alone(main);
+    let r = s.no_failures("restart", load);
+    s.answered("the request in flight at the restart", slow, old);
+    if s.listening_socket(main) != inode {
+        s.fail("a new listening socket after the restart");
+    }
+    s.stored_is("after the restart", 1);
+    let (last, _) = s.reloads(FEW_RELOADS, main);
+    if s.listening_socket(last) != inode {
+        s.fail("a new listening socket after the reloads that followed the restart");
+    }
+    s.stored_is("after the reloads that followed the restart", 1);
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, restart under load ({} requests, 0 \
+         failed), {FEW_RELOADS} reloads, socket inode {inode} throughout",
+        s.c.systemd_version(),
+        r.ok
+    );
+}
+
+/// systemd 254, FileDescriptorStorePreserve=yes ($FDSTORE set by systemd itself): after
+/// `systemctl stop` the socket still listens in systemd's store; a request sent while the
+/// unit is stopped waits in its backlog and is answered by the process `systemctl start`
+/// starts, on the same socket.
+#[test]
+fn fd_store_preserve_keeps_the_socket_across_stop_and_start_on_systemd_254() {
+    let test = "fd_store_preserve_keeps_the_socket_across_stop_and_start_on_systemd_254";
+    let Some(systemd) = newer_systemd(test) else {
+        return;
+    };
+    let unit = "http-fdstore-preserve.service";
+    let Some(s) = Scenario::new(test, systemd, &[unit], unit) else {
+        return;
+    };
+    knows_notify_reload(&s);
+    // systemd keeps a preserved store as long as the unit is loaded; a stopped unit that
+    // nothing references is garbage-collected, its store with it. On a real system the
+    // unit is enabled, and the active multi-user.target references it; this container boots
+    // a target of its own, so an active target that wants the unit stands in.
+    s.c.write(
+        "/etc/systemd/system/tf-hold.target",
+        &format!("[Unit]\nDescription=holds {unit} loaded\nWants={unit}\n"),
+    );
+    s.systemctl(&["daemon-reload"]);
+    s.systemctl(&["start", "tf-hold.target"]);
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    s.stored_is("after the start", 1);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    s.systemctl(&["stop", unit]);
+    // Stopped, its store kept: systemd says so with the substate dead-resources-pinned.
+    let stopped = s.state();
+    if stopped.state() != "inactive/dead-resources-pinned" || stopped.result != "success" {
+        s.fail("expected inactive/dead-resources-pinned with Result=success");
+    }
+    if !s.c.unit_pids(unit).is_empty() {
+        s.fail("processes left in the stopped unit");
+    }
+    s.stored_is("while stopped", 1);
+    if s.c.listening_inode(addr()) != Some(inode) {
+        s.fail("the socket does not listen while the unit is stopped");
+    }
+    let waiting = s.c.in_net(|| PendingRequest::send(addr(), "/"));
+    s.systemctl(&["start", unit]);
+    let main = s.serving(Some(old));
+    match waiting.answer() {
+        Ok(body) if parse_pid(&body) == Some(main) => {}
+        other => s.fail(&format!(
+            "the request sent while stopped: {other:?}, expected an answer from {main}"
+        )),
+    }
+    if s.listening_socket(main) != inode {
+        s.fail("a new listening socket after stop/start");
+    }
+    s.no_failures("after stop/start", s.load());
+    let (last, _) = s.reloads(FEW_RELOADS, main);
+    if s.listening_socket(last) != inode {
+        s.fail("a new listening socket after the reloads that followed stop/start");
+    }
+    s.stored_is("after the reloads that followed stop/start", 1);
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, stop/start with the socket kept (inode \
+         {inode}), {FEW_RELOADS} reloads; the request sent while stopped was answered by {main}",
+        s.c.systemd_version()
+    );
+}
+
+/// The control for the fd store tests: the same unit with `TABLEFLIP_FDSTORE=0` (a drop-in)
+/// keeps nothing in the store, and `kill -9` under load refuses connections until the new
+/// process has bound the address again. This is what the fd store prevents, and it shows
+/// that the crash load does see refusals.
+#[test]
+fn without_the_fd_store_kill_9_under_load_refuses_connections() {
+    let test = "without_the_fd_store_kill_9_under_load_refuses_connections";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    s.c.write(
+        &format!("/etc/systemd/system/{FDSTORE_UNIT}.d/opt-out.conf"),
+        "[Service]\nEnvironment=TABLEFLIP_FDSTORE=0\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    let old = s.start();
+    let inode = s.listening_socket(old);
+    s.stored_is("after the start", 0);
+    let load = s.crash_load();
+    let out = s.c.exec(&["kill", "-9", &old.to_string()]);
+    if !out.status.success() {
+        s.fail(&format!("kill -9 {old}: {out:?}"));
+    }
+    let main = s.serving(Some(old));
+    let r = load.finish();
+    if r.refused == 0 {
+        s.fail(&format!(
+            "expected refused connections without the fd store, got none ({} answered)",
+            r.ok
+        ));
+    }
+    if s.listening_socket(main) == inode {
+        s.fail("the same socket without the fd store?");
+    }
+    eprintln!(
+        "{test}: {} answered, {} refused, {} lost in flight: what the fd store prevents",
+        r.ok, r.refused, r.lost
+    );
+}

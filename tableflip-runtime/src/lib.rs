@@ -28,6 +28,7 @@ mod parent;
 mod pidfile;
 mod service;
 mod signals;
+mod supervisor;
 mod sys;
 mod systemd;
 mod upgrader;

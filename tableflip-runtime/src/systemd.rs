@@ -26,6 +26,8 @@ use crate::addr::Network;
 use crate::error::Error;
 use crate::{net, sys};
 
+pub(crate) mod fdstore;
+
 /// The variable that points to systemd's notification socket.
 pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// How long one notification may block on a full socket buffer.

@@ -266,6 +266,7 @@ impl Upgrader {
                 "closed sockets systemd passed that no listener claimed"
             );
         }
+        crate::systemd::fdstore::ready(self);
         match &inner.parent {
             Some(parent) => {
                 if parent.send_ready()? == ReadySent::Abandoned {
