@@ -9,8 +9,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::drain;
 use super::phase::{Effect, Event, Exit, Facts, Phase, Refusal};
+use super::{drain, notify};
 use crate::child::{self, Gone, Watch};
 use crate::error::{UpgradeError, chain};
 use crate::upgrader::{ExitReason, Inner};
@@ -57,6 +57,10 @@ struct Driver {
     handed: Option<Handover>,
     /// Cancels the upgrade in flight.
     cancel: Option<watch::Sender<bool>>,
+    /// When this process started (for the cold start's `EXTEND_TIMEOUT_USEC=`), and when
+    /// the upgrade in flight began.
+    born: Instant,
+    upgrade_started: Option<Instant>,
 }
 
 /// Starts the driver for `core` on the current tokio runtime.
@@ -79,7 +83,10 @@ pub(crate) fn spawn(core: Arc<Inner>, rx: mpsc::UnboundedReceiver<Msg>) {
         outcome: None,
         handed: None,
         cancel: None,
+        born: Instant::now(),
+        upgrade_started: None,
     };
+    notify::spawn(driver.core.clone());
     tokio::spawn(driver.run());
 }
 
@@ -170,6 +177,7 @@ impl Driver {
             Effect::StartUpgrade { reloading_sent } => {
                 let (cancel, cancelled) = watch::channel(false);
                 self.cancel = Some(cancel);
+                self.upgrade_started = Some(Instant::now());
                 let core = core.clone();
                 tokio::spawn(async move {
                     if !reloading_sent {
@@ -314,6 +322,18 @@ impl Driver {
                 in_flight = core.in_flight(),
                 "stop signal: the drain goes on; another one forces the exit"
             ),
+            Effect::Status(line) => core.systemd.status(&notify::status_text(line, core)),
+            Effect::ExtendTimeout => {
+                let since = match before {
+                    Phase::Starting => self.born,
+                    _ => self.upgrade_started.unwrap_or(self.born),
+                };
+                let period = notify::period(core.systemd.watchdog_interval());
+                if let Some(by) = notify::extension(period, since.elapsed(), core.timeout) {
+                    core.systemd.extend_timeout(by);
+                }
+            }
+            Effect::Watchdog => core.systemd.watchdog(),
             Effect::Exit(exit) => {
                 match exit {
                     Exit::Forced(signal) => tracing::warn!(
@@ -352,10 +372,18 @@ async fn upgrade(
             .snapshot(crate::parent::READY_FD)
             .map_err(UpgradeError::Io)?;
         tracing::info!(files = files.len(), "starting the new process");
-        let ready = child::upgrade(core.startup, files, core.timeout, cancelled).await?;
+        let tx = core.tx.clone();
+        let on_started = move |pid| {
+            let _ = tx.send(Msg::Event(Event::SuccessorStarted(pid)));
+        };
+        let ready =
+            child::upgrade(core.startup, files, core.timeout, cancelled, on_started).await?;
         core.keep_open(ready.names);
         // systemd must know the new main process (now its child) before this one drains.
-        core.systemd.handover(ready.pid).await;
+        let status = format!("serving (pid {})", ready.pid);
+        core.systemd
+            .handover(ready.pid, ready.watch.pidfd(), &status)
+            .await;
         tracing::info!(
             child_pid = ready.pid,
             elapsed_ms = started.elapsed().as_millis() as u64,

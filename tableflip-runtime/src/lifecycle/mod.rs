@@ -4,6 +4,7 @@
 
 pub(crate) mod drain;
 pub(crate) mod driver;
+pub(crate) mod notify;
 pub(crate) mod phase;
 #[cfg(test)]
 mod tests;
