@@ -44,6 +44,10 @@ pub struct Note {
     pub fds: usize,
     /// Did it come from the main process (or is it a barrier, which anyone may send)?
     pub accepted: bool,
+    /// With an accepted `MAINPIDFD=1` and one descriptor: the pid of the process that
+    /// pidfd refers to (from `/proc/self/fdinfo`), which became the main process, as
+    /// systemd >= 255 does.
+    pub pidfd_pid: Option<i32>,
 }
 
 impl Note {
@@ -54,10 +58,31 @@ impl Note {
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
     }
 
+    /// Is it only a progress report: status lines, watchdog pings, timeout extensions
+    /// (which arrive at times that depend on timing)?
+    pub fn is_progress(&self) -> bool {
+        is_progress(&self.text)
+    }
+
     /// Is it about the fd store?
     pub fn is_store(&self) -> bool {
         self.field("FDSTORE").is_some() || self.field("FDSTOREREMOVE").is_some()
     }
+}
+
+/// Does the message only report progress (`STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC=`)?
+pub fn is_progress(text: &str) -> bool {
+    text.lines().all(|l| {
+        l.starts_with("STATUS=") || l == "WATCHDOG=1" || l.starts_with("EXTEND_TIMEOUT_USEC=")
+    })
+}
+
+/// The pid a pidfd refers to (`Pid:` in its fdinfo).
+fn pidfd_pid(fd: std::os::fd::BorrowedFd<'_>) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
 }
 
 /// A datagram with its sender and descriptors, not judged yet.
@@ -84,15 +109,22 @@ impl Systemd {
             return;
         }
         let accepted = Some(r.pid) == self.main || r.text.lines().any(|l| l == "BARRIER=1");
-        let note = Note {
+        let mut note = Note {
             pid: r.pid,
             text: r.text,
             fds: r.fds.len(),
             accepted,
+            pidfd_pid: None,
         };
         if accepted {
             if let Some(pid) = note.field("MAINPID").and_then(|p| p.parse().ok()) {
                 self.main = Some(pid);
+            }
+            if note.field("MAINPIDFD") == Some("1") && r.fds.len() == 1 {
+                note.pidfd_pid = pidfd_pid(r.fds[0].as_fd());
+                if let Some(pid) = note.pidfd_pid {
+                    self.main = Some(pid);
+                }
             }
             let name = note.field("FDNAME").unwrap_or("stored").to_owned();
             if note.field("FDSTOREREMOVE") == Some("1") {
@@ -185,16 +217,32 @@ impl StandIn {
         self.systemd.lock().unwrap().main
     }
 
-    /// Every message judged so far, in order.
+    /// Every message judged so far, in order, but progress reports ([`Note::is_progress`]).
     pub fn notes(&self) -> Vec<Note> {
+        let mut notes = self.all_notes();
+        notes.retain(|n| !n.is_progress());
+        notes
+    }
+
+    /// Every message judged so far, in order.
+    pub fn all_notes(&self) -> Vec<Note> {
         self.systemd.lock().unwrap().log.clone()
     }
 
-    /// Waits (bounded) until the messages satisfy `done`; returns them.
+    /// Waits (bounded) until the messages but progress reports satisfy `done`; returns them.
     pub fn wait_for(&self, what: &str, done: impl Fn(&[Note]) -> bool) -> Vec<Note> {
+        self.wait(what, false, done)
+    }
+
+    /// Waits (bounded) until all the messages satisfy `done`; returns them.
+    pub fn wait_for_all(&self, what: &str, done: impl Fn(&[Note]) -> bool) -> Vec<Note> {
+        self.wait(what, true, done)
+    }
+
+    fn wait(&self, what: &str, all: bool, done: impl Fn(&[Note]) -> bool) -> Vec<Note> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let notes = self.notes();
+            let notes = if all { self.all_notes() } else { self.notes() };
             if done(&notes) {
                 return notes;
             }
