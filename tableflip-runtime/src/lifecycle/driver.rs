@@ -178,11 +178,12 @@ impl Driver {
                 let (cancel, cancelled) = watch::channel(false);
                 self.cancel = Some(cancel);
                 self.upgrade_started = Some(Instant::now());
+                // Before the status line that follows this effect.
+                if !reloading_sent {
+                    core.systemd.reloading();
+                }
                 let core = core.clone();
                 tokio::spawn(async move {
-                    if !reloading_sent {
-                        core.systemd.reloading();
-                    }
                     let result = upgrade(&core, cancelled, "upgrade").await;
                     let _ = core.tx.send(Msg::Upgraded(result));
                 });
