@@ -789,3 +789,188 @@ fn without_the_fd_store_kill_9_under_load_refuses_connections() {
         r.ok, r.refused, r.lost
     );
 }
+
+// -------------------------------------------------------------------------------------------
+// The rest of the notify protocol: STATUS= lines, WATCHDOG=1, EXTEND_TIMEOUT_USEC=
+// (examples/systemd/http-watchdog.service, http-warmup.service).
+// -------------------------------------------------------------------------------------------
+
+impl Scenario {
+    /// What `systemctl show -p StatusText` says.
+    fn status_text(&self) -> String {
+        self.c.property(self.unit, "StatusText")
+    }
+
+    /// Waits (bounded) until the status line satisfies `ok`; returns it.
+    fn status_becomes(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status_text();
+            if ok(&status) {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!(
+                    "StatusText is not {what} within {WAIT:?}: {status:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// systemd 252: `systemctl status` tells a person what the service does: `serving (pid N)`;
+/// during a reload whose successor warms up (2 s), `upgrading to pid M`; then `serving (pid
+/// M)`, set by the handover; after an upgrade that fails, `upgrade failed: <why>` while the
+/// old process serves on; during a stop, `stopping: draining N connections`.
+#[test]
+fn status_lines_show_in_systemctl_status() {
+    let test = "status_lines_show_in_systemctl_status";
+    let unit = "http-notify.service";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[unit], unit) else {
+        return;
+    };
+    s.c.write(
+        &format!("/etc/systemd/system/{unit}.d/warmup.conf"),
+        "[Service]\nEnvironment=WARMUP_MS=2000\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    let first = s.start();
+    s.status_becomes("serving", |t| t == format!("serving (pid {first})"));
+    let shown = s.systemctl(&["status", "--no-pager", unit]);
+    if !shown.contains(&format!("Status: \"serving (pid {first})\"")) {
+        s.fail(&format!("systemctl status does not show the status line:\n{shown}"));
+    }
+
+    s.systemctl(&["reload", unit]);
+    let upgrading = s.status_becomes("upgrading to pid N", |t| t.starts_with("upgrading to pid "));
+    let main = s.serving(Some(first));
+    if !upgrading.starts_with(&format!("upgrading to pid {main}: ")) {
+        s.fail(&format!("{upgrading:?} does not name the successor {main}"));
+    }
+    s.status_becomes("serving by the successor", |t| {
+        t == format!("serving (pid {main})")
+    });
+    s.alone(main);
+
+    // A new version that can't start: the upgrade fails, the old process serves on.
+    let out = s.c.exec(&[
+        "sh",
+        "-c",
+        "cp /usr/local/bin/http /usr/local/bin/http.good && \
+         printf '#!/bin/sh\\necho broken build >&2\\nexit 3\\n' > /usr/local/bin/http.new && \
+         chmod 755 /usr/local/bin/http.new && mv /usr/local/bin/http.new /usr/local/bin/http",
+    ]);
+    if !out.status.success() {
+        s.fail(&format!("install a broken build: {out:?}"));
+    }
+    s.systemctl(&["reload", unit]);
+    let failed = s.status_becomes("upgrade failed", |t| t.starts_with("upgrade failed: "));
+    if !failed.contains("exit") {
+        s.fail(&format!("{failed:?} does not say why"));
+    }
+    s.steady(main);
+
+    let slow = s.slow(SLOW_MS, main);
+    s.systemctl(&["stop", "--no-block", unit]);
+    let draining = s.status_becomes("stopping: draining", |t| {
+        t.starts_with("stopping: draining ")
+    });
+    s.answered("the request in flight at the stop", slow, main);
+    s.ended();
+    s.stopped_clean();
+    eprintln!(
+        "{test}: systemd {}: \"serving (pid {first})\", {upgrading:?}, \"serving (pid \
+         {main})\", {failed:?}, {draining:?}",
+        s.c.systemd_version()
+    );
+}
+
+/// systemd 252, WatchdogSec=2: the unit stays up across reloads under load and well past
+/// the watchdog interval (the successor pings; nothing is restarted); a runtime wedged by
+/// SIGUSR1 (every worker thread blocked) stops pinging and systemd restarts it
+/// (`Watchdog timeout`); so does a failing health check (SIGUSR2).
+#[test]
+fn watchdog_unit_survives_reloads_and_restarts_a_wedged_runtime() {
+    let test = "watchdog_unit_survives_reloads_and_restarts_a_wedged_runtime";
+    let unit = "http-watchdog.service";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[unit], unit) else {
+        return;
+    };
+    s.c.install(&example("watchdog"), "/usr/local/bin/watchdog");
+    let first = s.start();
+    let (main, requests) = s.reloads(FEW_RELOADS, first);
+    // Three watchdog intervals with nothing to do: still the same process.
+    std::thread::sleep(Duration::from_secs(6));
+    s.steady(main);
+
+    let mut main = main;
+    for (round, (sig, why)) in [("USR1", "wedged runtime"), ("USR2", "failing health check")]
+        .into_iter()
+        .enumerate()
+    {
+        s.systemctl(&["kill", "-s", sig, "--kill-who=main", unit]);
+        let new = s.serving(Some(main));
+        s.restarts_are(round as u32 + 1);
+        let journal = s.c.journal(unit, 200);
+        let timeouts = journal.matches("Watchdog timeout").count();
+        if timeouts != round + 1 {
+            s.fail(&format!(
+                "{why}: {timeouts} watchdog timeouts in the journal, expected {}",
+                round + 1
+            ));
+        }
+        main = new;
+    }
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads ({requests} requests, 0 failed), no \
+         restart over 3 intervals; restarted by the watchdog after a wedged runtime and \
+         after a failing health check",
+        s.c.systemd_version()
+    );
+}
+
+/// systemd 254, Type=notify-reload, TimeoutStartSec=3 and a warm-up of 6 s: the start and
+/// a reload succeed all the same (EXTEND_TIMEOUT_USEC= while warming up), under load, and
+/// the unit is never restarted. With `TABLEFLIP_MAINPIDFD=1`, which systemd 254 does not
+/// know (255 does), systemd still follows the successor by `MAINPID=`.
+#[test]
+fn a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_254() {
+    let test = "a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_254";
+    let Some(systemd) = newer_systemd(test) else {
+        return;
+    };
+    let unit = "http-warmup.service";
+    let Some(s) = Scenario::new(test, systemd, &[unit], unit) else {
+        return;
+    };
+    knows_notify_reload(&s);
+    s.c.write(
+        &format!("/etc/systemd/system/{unit}.d/pidfd.conf"),
+        "[Service]\nEnvironment=TABLEFLIP_MAINPIDFD=1\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    let started = Instant::now();
+    let first = s.start();
+    let start_took = started.elapsed();
+    let reloaded = Instant::now();
+    let (main, r) = s.reload("reload with a 6 s warm-up", first);
+    let reload_took = reloaded.elapsed();
+    let state = s.state();
+    if state.result != "success" {
+        s.fail("expected Result=success");
+    }
+    let journal = s.c.journal(unit, 200);
+    if journal.contains("timed out") {
+        s.fail("systemd timed something out");
+    }
+    s.steady(main);
+    eprintln!(
+        "{test}: systemd {}, TimeoutStartSec=3, WARMUP_MS=6000: start {:.1} s, reload {:.1} s \
+         under load ({} requests, 0 failed), MainPID followed with MAINPIDFD=1 sent",
+        s.c.systemd_version(),
+        start_took.as_secs_f64(),
+        reload_took.as_secs_f64(),
+        r.ok
+    );
+}
