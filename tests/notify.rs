@@ -62,8 +62,7 @@ fn status_extensions_watchdog_and_mainpidfd_across_an_upgrade_and_a_stop() {
 
     let serving_a = format!("STATUS=serving (pid {a})");
     let notes = notify.wait_for_all("two pings after `serving` from the first process", |n| {
-        find(n, a, |m| m.text == serving_a)
-            .is_some_and(|at| count(&n[at..], a, "WATCHDOG=1") >= 2)
+        find(n, a, |m| m.text == serving_a).is_some_and(|at| count(&n[at..], a, "WATCHDOG=1") >= 2)
     });
     let ready = find(&notes, a, |m| m.text == "READY=1").expect("READY=1");
     assert!(
@@ -132,7 +131,10 @@ fn status_extensions_watchdog_and_mainpidfd_across_an_upgrade_and_a_stop() {
     notify.wait_for_all("the draining status", |n| {
         find(n, b, |m| m.text.starts_with("STATUS=stopping: draining ")).is_some()
     });
-    assert_eq!(slow.answer().map(|body| parse_pid(&body)).ok().flatten(), Some(b));
+    assert_eq!(
+        slow.answer().map(|body| parse_pid(&body)).ok().flatten(),
+        Some(b)
+    );
     assert_eq!(wait_reaped(b, WAIT), Some(0), "{}", svc.stderr());
 }
 

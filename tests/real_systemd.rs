@@ -839,10 +839,14 @@ fn status_lines_show_in_systemctl_status() {
     s.status_becomes("serving", |t| t == format!("serving (pid {first})"));
     let shown = s.systemctl(&["status", "--no-pager", unit]);
     if !shown.contains(&format!("Status: \"serving (pid {first})\"")) {
-        s.fail(&format!("systemctl status does not show the status line:\n{shown}"));
+        s.fail(&format!(
+            "systemctl status does not show the status line:\n{shown}"
+        ));
     }
 
-    s.systemctl(&["reload", unit]);
+    // `systemctl reload` returns once the reload is over (systemd waits for READY=1 after
+    // RELOADING=1): watch the status meanwhile.
+    s.systemctl(&["reload", "--no-block", unit]);
     let upgrading = s.status_becomes("upgrading to pid N", |t| t.starts_with("upgrading to pid "));
     let main = s.serving(Some(first));
     if !upgrading.starts_with(&format!("upgrading to pid {main}: ")) {
