@@ -4,7 +4,10 @@
 //! right process across upgrades (see `Upgrader`): `READY=1` at a cold start;
 //! `RELOADING=1` when an upgrade starts; `MAINPID=<successor>` with `READY=1` once the
 //! successor is ready, then a `BARRIER=1` round before this process drains; `READY=1` with a
-//! `STATUS=` line after a failed upgrade; `STOPPING=1` at a graceful stop. Failures are
+//! `STATUS=` line after a failed upgrade; `STOPPING=1` at a graceful stop. Besides, what the
+//! lifecycle decides (docs/lifecycle.md, "Telling systemd"): `STATUS=` lines for a person,
+//! `EXTEND_TIMEOUT_USEC=` while warming up, `WATCHDOG=1` pings, `MAINPIDFD=1` with the
+//! successor's pidfd (opt-in, `TABLEFLIP_MAINPIDFD=1`, systemd >= 255). Failures are
 //! logged, never fatal. `NOTIFY_SOCKET` stays in the environment: successors need it.
 //!
 //! Socket activation: the sockets systemd passed (`LISTEN_FDS`, `LISTEN_PID`,
