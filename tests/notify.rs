@@ -108,8 +108,12 @@ fn status_extensions_watchdog_and_mainpidfd_across_an_upgrade_and_a_stop() {
         upgrade.iter().any(|n| plausible_extension(n)),
         "EXTEND_TIMEOUT_USEC= while the successor warms up: {notes:#?}"
     );
+    // The successor is not the main process before the handover. It starts pinging once
+    // the old process has released it, right before the handover message: a ping that
+    // falls in that instant is refused (systemd logs a line), at most one.
+    let early: Vec<&Note> = notes[..h].iter().filter(|n| n.pid == b).collect();
     assert!(
-        notes[..h].iter().all(|n| n.pid != b),
+        early.len() <= 1 && early.iter().all(|n| n.text == "WATCHDOG=1"),
         "the successor is not the main process before the handover: {notes:#?}"
     );
 
@@ -123,7 +127,10 @@ fn status_extensions_watchdog_and_mainpidfd_across_an_upgrade_and_a_stop() {
             .all(|n| n.pid != a || n.text == "BARRIER=1"),
         "the old process is not the main one after the handover: {notes:#?}"
     );
-    let rejected: Vec<&Note> = notes.iter().filter(|n| !n.accepted).collect();
+    let rejected: Vec<&Note> = notes
+        .iter()
+        .filter(|n| !n.accepted && !(n.pid == b && n.text == "WATCHDOG=1"))
+        .collect();
     assert!(rejected.is_empty(), "{rejected:#?}");
 
     let slow = PendingRequest::send_accepted_by(addr, "/slow?ms=1500", b);

@@ -61,6 +61,9 @@ struct Driver {
     /// the upgrade in flight began.
     born: Instant,
     upgrade_started: Option<Instant>,
+    /// The parent process at start-up: for a successor, the shim that started it, until the
+    /// old process releases it at the handover.
+    first_ppid: nix::unistd::Pid,
 }
 
 /// Starts the driver for `core` on the current tokio runtime.
@@ -85,6 +88,7 @@ pub(crate) fn spawn(core: Arc<Inner>, rx: mpsc::UnboundedReceiver<Msg>) {
         cancel: None,
         born: Instant::now(),
         upgrade_started: None,
+        first_ppid: nix::unistd::getppid(),
     };
     notify::spawn(driver.core.clone());
     tokio::spawn(driver.run());
@@ -117,6 +121,16 @@ impl Driver {
         }
     }
 
+    /// Does systemd take this process's messages? A successor becomes the main process at
+    /// its parent's handover, which releases it from the shim (it is re-parented) right
+    /// before it sends `MAINPID=`.
+    fn is_main_process(&self) -> bool {
+        match &self.core.parent {
+            None => true,
+            Some(p) => p.has_exited() || nix::unistd::getppid() != self.first_ppid,
+        }
+    }
+
     fn take_handover(
         &mut self,
         result: Result<Handover, UpgradeError>,
@@ -137,6 +151,7 @@ impl Driver {
         while let Some(event) = queue.pop() {
             let facts = Facts {
                 parent_alive: self.core.parent.as_ref().is_some_and(|p| !p.has_exited()),
+                main_process: self.is_main_process(),
                 under_systemd: self.core.systemd.is_active(),
             };
             let before = self.phase;

@@ -191,6 +191,10 @@ pub(crate) enum Effect {
 pub(crate) struct Facts {
     /// This process's own parent (the process it took over from) still lives.
     pub(crate) parent_alive: bool,
+    /// systemd takes this process's messages (`NotifyAccess=main`): it has no parent that
+    /// lives, or its parent has released it (it is no longer the shim's child: the
+    /// handover's `MAINPID=` follows at once).
+    pub(crate) main_process: bool,
     /// systemd supervises this service (`NOTIFY_SOCKET` is usable): a successor that
     /// crashes after the handover is systemd's to restart, not ours.
     pub(crate) under_systemd: bool,
@@ -361,10 +365,13 @@ impl Phase {
             // Only the service's main process is heard: a process started cold (a successor
             // is not the main one before its parent's handover), the serving one, and one
             // draining after its own stop (not one that handed over).
-            (Starting, Event::Tick { healthy }) if !facts.parent_alive => {
+            (Starting, Event::Tick { healthy }) if facts.main_process => {
                 (self, with_watchdog(vec![ExtendTimeout], *healthy))
             }
-            (Serving { .. }, Event::Tick { healthy }) => (self, with_watchdog(vec![], *healthy)),
+            // A successor that said ready but is not handed over yet: not heard.
+            (Serving { .. }, Event::Tick { healthy }) if facts.main_process => {
+                (self, with_watchdog(vec![], *healthy))
+            }
             (Upgrading { cancelled, .. }, Event::Tick { healthy }) => {
                 let extend = if cancelled {
                     vec![]

@@ -10,14 +10,17 @@ use crate::upgrader::{ExitReason, RESCUES};
 const ALONE: Facts = Facts {
     parent_alive: false,
     under_systemd: false,
+    main_process: true,
 };
 const PARENT: Facts = Facts {
     parent_alive: true,
     under_systemd: false,
+    main_process: false,
 };
 const SYSTEMD: Facts = Facts {
     parent_alive: false,
     under_systemd: true,
+    main_process: true,
 };
 
 fn drain(reason: ExitReason, stops: u32) -> Drain {
@@ -237,10 +240,12 @@ fn expected(
         ) => (phase, vec![Status(StatusLine::Upgrading(Some(*pid)))]),
 
         // The notify loop's tick: only the main process is heard.
-        (Starting, E::Tick { healthy }) if !facts.parent_alive => {
+        (Starting, E::Tick { healthy }) if facts.main_process => {
             (phase, and_ping(vec![ExtendTimeout], *healthy))
         }
-        (Serving { .. }, E::Tick { healthy }) => (phase, and_ping(vec![], *healthy)),
+        (Serving { .. }, E::Tick { healthy }) if facts.main_process => {
+            (phase, and_ping(vec![], *healthy))
+        }
         (Upgrading { cancelled, .. }, E::Tick { healthy }) => (
             phase,
             and_ping(
