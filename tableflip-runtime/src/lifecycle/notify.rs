@@ -15,9 +15,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::driver::Msg;
+use super::core::Inner;
+use super::msg::Msg;
 use super::phase::{Event, StatusLine};
-use crate::upgrader::Inner;
 
 /// How often the loop ticks without a watchdog (or with a slow one).
 pub(crate) const TICK: Duration = Duration::from_secs(1);
