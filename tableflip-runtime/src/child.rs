@@ -76,6 +76,7 @@ pub(crate) async fn upgrade(
     files: Vec<(Key, OwnedFd)>,
     timeout: Duration,
     mut cancel: watch::Receiver<bool>,
+    on_started: impl FnOnce(u32),
 ) -> Result<Ready, UpgradeError> {
     let started = Instant::now();
     let program = startup.program().map_err(|source| UpgradeError::Spawn {
@@ -96,6 +97,7 @@ pub(crate) async fn upgrade(
         })?;
     let pid = child.pid;
     tracing::info!(child_pid = pid, program = %program.display(), "started new process");
+    on_started(pid);
 
     let outcome = {
         let names_tx = &mut child.names;
@@ -417,6 +419,11 @@ fn placeholder_receiver() -> Result<pipe::Receiver, UpgradeError> {
 }
 
 impl Watch {
+    /// The successor's pidfd, where pidfds exist.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+
     /// Waits until the successor is gone, and says how it went.
     pub(crate) async fn gone(mut self) -> Gone {
         #[cfg(target_os = "linux")]

@@ -689,3 +689,28 @@ pub(crate) fn async_pidfd(pidfd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
     }
     .map_err(io::Error::from)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The PID 1 supervisor (supervisor.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// Makes the child that `cmd` starts begin with no signal blocked.
+///
+/// The supervisor blocks the signals it forwards, to read them from a signalfd, and a signal
+/// mask is inherited across fork and exec (std's spawn leaves it as it is): the service would
+/// then never see its upgrade or stop signals.
+#[cfg(target_os = "linux")]
+pub(crate) fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let empty = SigSet::empty();
+    let closure = move || -> io::Result<()> {
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&empty), None).map_err(io::Error::from)
+    };
+    // SAFETY: the closure runs in the child between fork and exec. It calls only
+    // pthread_sigmask, which is async-signal-safe, on a set built before the fork; it neither
+    // allocates nor takes a lock nor touches state shared with the parent's other threads
+    // (the supervisor has none).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, closure);
+    }
+}
