@@ -88,6 +88,8 @@ pub(crate) struct Report {
     /// `go version`, when the Go peers were built.
     pub(crate) go_version: Option<String>,
     pub(crate) breakdown: Option<Result<Vec<crate::breakdown::Phase>, String>>,
+    pub(crate) clients: Option<Result<Vec<crate::clients::Row>, String>>,
+    pub(crate) clients_plan: crate::clients::Plan,
 }
 
 fn loadavg() -> String {
@@ -239,6 +241,8 @@ impl Report {
             skipped: Vec::new(),
             go_version: None,
             breakdown: None,
+            clients: None,
+            clients_plan: plan.clients,
         }
     }
 
@@ -253,6 +257,10 @@ impl Report {
             || self.load.iter().any(|l| l.run.is_err())
             || matches!(self.overhead, Some(Err(_)))
             || matches!(self.breakdown, Some(Err(_)))
+            || self.clients.as_ref().is_some_and(|c| {
+                c.as_ref()
+                    .map_or_else(|e| !e.starts_with("skipped"), |rows| rows.iter().any(|r| r.tally.is_err()))
+            })
     }
 
     fn command(&self) -> &'static str {
@@ -468,6 +476,9 @@ impl Report {
         self.md_load(&mut line);
         self.md_overhead(&mut line);
         self.md_breakdown(&mut line);
+        for l in crate::clients::markdown(&self.clients, self.clients_plan) {
+            line(&l);
+        }
         line("");
         line("### Targets (issue 13)");
         line("");

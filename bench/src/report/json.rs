@@ -145,6 +145,7 @@ impl Report {
                     "phase": p.name, "covers": p.covers, "ms": p.ms.json(),
                 })).collect::<Vec<_>>()),
             },
+            "real_clients": crate::clients::json(&self.clients, self.clients_plan),
         })
     }
 }
