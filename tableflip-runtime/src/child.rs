@@ -234,28 +234,33 @@ async fn spawn(
         args: &args,
         env: &env,
     };
-    let plan = sys::ShimPlan::new(
-        exec,
-        &placed,
-        READY_FD,
-        control_r.as_fd(),
-        report_w.as_fd(),
-        (err_r.as_fd(), err_w.as_fd()),
-    )
-    .map_err(io)?;
+    // The plan (raw pointers into its own strings) lives in this block only: the future
+    // stays `Send`.
+    let shim = {
+        let plan = sys::ShimPlan::new(
+            exec,
+            &placed,
+            READY_FD,
+            control_r.as_fd(),
+            report_w.as_fd(),
+            (err_r.as_fd(), err_w.as_fd()),
+        )
+        .map_err(io)?;
 
-    // The fork runs on tokio's blocking pool: it takes a millisecond or more, and on a
-    // worker thread it would stall every connection that worker serves.
-    let shim = tokio::task::spawn_blocking(move || {
-        let shim = sys::fork_shim(&plan);
-        drop((
-            plan, placed, control_r, report_w, err_r, err_w, ready_w, names_r,
-        ));
-        shim
-    })
-    .await
-    .map_err(|e| io(std::io::Error::other(e)))?
-    .map_err(io)?;
+        // The fork runs right here, on the task that asked for the upgrade: the copy of the
+        // page tables takes a fraction of a millisecond for a service of a few megabytes, less
+        // than starting a blocking-pool thread for it would, and it needs no new thread, so an
+        // upgrade can't fail (or panic, as tokio's `spawn_blocking` does) where the system has
+        // no thread to spare. A service with gigabytes resident pays its fork here, once per
+        // upgrade.
+        sys::fork_shim(&plan)
+    };
+    drop((placed, control_r, report_w, err_r, err_w, ready_w, names_r));
+    let shim = match shim {
+        Ok(shim) => shim,
+        // No process to spare (EAGAIN) or no memory: the new process could not start.
+        Err(e) => return Err(Spawned::Failed(e)),
+    };
 
     let mut starting = Starting {
         shim,
@@ -371,15 +376,44 @@ impl Starting {
         if tokio::time::timeout(SHIM_GRACE, eof).await.is_err() {
             let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
         }
-        let shim = self.shim;
-        let _ = tokio::task::spawn_blocking(move || nix::sys::wait::waitpid(shim, None)).await;
+        reap(self.shim).await;
         self.reaped = true;
+    }
+}
+
+/// Reaps `shim`, which has exited or is about to (it closed its report pipe, or was
+/// killed): polls `waitpid` without blocking a thread, bounded; a shim still there after
+/// [`SHIM_GRACE`] is killed, and left to the process's end if even that does not end it.
+async fn reap(shim: Pid) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + 2 * SHIM_GRACE;
+    let mut killed = false;
+    for pause in (0..).map(|i: u32| Duration::from_micros(100 << i.min(10))) {
+        match waitpid(shim, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            // Reaped, or not ours to reap any more.
+            _ => return,
+        }
+        if !killed && Instant::now() + SHIM_GRACE >= deadline {
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            killed = true;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                shim = shim.as_raw(),
+                "the process that started the new one does not exit"
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
     }
 }
 
 impl Drop for Starting {
     /// An upgrade abandoned halfway (its future dropped): the shim is told to kill the
-    /// successor, and reaped on the blocking pool, so that nothing is left behind.
+    /// successor, and reaped by a task of its own (or, outside a runtime, a thread), so
+    /// that nothing is left behind. Nothing here can panic: a runtime that is shutting down
+    /// drops the task, and the process's end collects the shim.
     fn drop(&mut self) {
         if self.reaped {
             return;
@@ -389,12 +423,11 @@ impl Drop for Starting {
             let _ = std::fs::File::from(fd).write_all(&[sys::CMD_KILL]);
         }
         let shim = self.shim;
-        let reap = move || {
-            let _ = nix::sys::wait::waitpid(shim, None);
-        };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(reap)),
-            Err(_) => drop(std::thread::Builder::new().spawn(reap)),
+            Ok(rt) => drop(rt.spawn(reap(shim))),
+            Err(_) => drop(std::thread::Builder::new().spawn(move || {
+                let _ = nix::sys::wait::waitpid(shim, None);
+            })),
         }
     }
 }

@@ -182,11 +182,6 @@ pub(crate) struct ShimPlan {
     open: Vec<RawFd>,
 }
 
-// SAFETY (for Send): the raw pointers point into the CStrings the plan owns; they are only
-// read, by the forked processes, while the plan is alive.
-#[allow(unsafe_code)]
-unsafe impl Send for ShimPlan {}
-
 /// What the successor runs: its program, directory, arguments (argv\[0\] first) and
 /// environment.
 pub(crate) struct Exec<'a> {
@@ -286,7 +281,8 @@ impl ShimPlan {
 /// Forks the shim, which forks and executes the successor (see `upgrade/child.rs`). Returns
 /// the shim's pid. Every descriptor the plan names must stay open until this returns.
 ///
-/// Blocking (a `fork`): call it on a blocking thread.
+/// It blocks for as long as the kernel takes to copy this process's page tables (a fraction
+/// of a millisecond for a service of a few megabytes): it needs no thread of its own.
 pub(crate) fn fork_shim(plan: &ShimPlan) -> io::Result<nix::unistd::Pid> {
     use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
     // Every signal blocked across the fork: the shim must not run this process's handlers
