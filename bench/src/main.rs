@@ -125,8 +125,8 @@ const USAGE: &str = "usage: tableflip-bench [--quick] [--json PATH] [--release-e
                        seconds and print its throughput (to profile a server)
   --candidate NAME=PATH
                        also cycle the hello service at PATH (same contract as `hello`)
-                       in the upgrade table, in turn with the others: an A/B run of a
-                       change in one run (repeatable)
+                       in the upgrade table and the breakdown, in turn with the others:
+                       an A/B run of a change in one run (repeatable)
 
 With TABLEFLIP_BENCH_SAMPLES=DIR, the load section also writes every request's latency and
 every upgrade window there as CSV.";
@@ -246,7 +246,11 @@ fn main() -> ExitCode {
     }
     if run("breakdown") {
         let bar = bar(1, "breakdown");
-        report.breakdown = Some(breakdown::run(&bins.hello, counts.breakdown));
+        let mut subjects = vec![(report::TABLEFLIP_HELLO.to_owned(), bins.hello.as_path())];
+        for (name, path) in &args.candidates {
+            subjects.push((format!("candidate `{name}`"), path.as_path()));
+        }
+        report.breakdown = Some(breakdown::run(&subjects, counts.breakdown));
         bar.finish_and_clear();
         eprintln!("breakdown: done");
     }

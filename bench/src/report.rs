@@ -87,7 +87,8 @@ pub(crate) struct Report {
     pub(crate) skipped: Vec<(&'static str, String)>,
     /// `go version`, when the Go peers were built.
     pub(crate) go_version: Option<String>,
-    pub(crate) breakdown: Option<Result<Vec<crate::breakdown::Phase>, String>>,
+    /// Per subject (`hello`, then the candidates): its phases.
+    pub(crate) breakdown: Option<Vec<(String, Result<Vec<crate::breakdown::Phase>, String>)>>,
     pub(crate) clients: Option<Result<Vec<crate::clients::Row>, String>>,
     pub(crate) clients_plan: crate::clients::Plan,
 }
@@ -256,7 +257,10 @@ impl Report {
         self.cycles.iter().any(|r| r.record.error.is_some())
             || self.load.iter().any(|l| l.run.is_err())
             || matches!(self.overhead, Some(Err(_)))
-            || matches!(self.breakdown, Some(Err(_)))
+            || self
+                .breakdown
+                .as_ref()
+                .is_some_and(|b| b.iter().any(|(_, r)| r.is_err()))
             || self.clients.as_ref().is_some_and(|c| {
                 c.as_ref()
                     .map_or_else(|e| !e.starts_with("skipped"), |rows| rows.iter().any(|r| r.tally.is_err()))
@@ -715,21 +719,30 @@ impl Report {
              (the runtime's `RUST_LOG=debug` timestamps and the bench's clocks)",
         );
         line("");
-        let phases = match &self.breakdown {
-            None => return line("not run"),
-            Some(Err(e)) => return line(&format!("error: {}", first_line(e))),
-            Some(Ok(p)) => p,
+        let Some(subjects) = &self.breakdown else {
+            return line("not run");
         };
-        line("| phase | covers | n | ms (p50 / p99 / max) |");
-        line("|---|---|---|---|");
-        for p in phases {
-            line(&format!(
-                "| {} | {} | {} | {} |",
-                p.name,
-                p.covers,
-                p.ms.n,
-                p.ms.cell()
-            ));
+        let mut head = String::from("| phase | covers | n |");
+        let mut rule = String::from("|---|---|---|");
+        for (name, _) in subjects {
+            head += &format!(" {name}: ms (p50 / p99 / max) |");
+            rule += "---|";
+        }
+        line(&head);
+        line(&rule);
+        let Some(Ok(first)) = subjects.first().map(|(_, r)| r) else {
+            let e = subjects.first().and_then(|(_, r)| r.as_ref().err());
+            return line(&format!("error: {}", first_line(e.map_or("", |e| e))));
+        };
+        for (i, p) in first.iter().enumerate() {
+            let mut row = format!("| {} | {} | {} |", p.name, p.covers, p.ms.n);
+            for (_, r) in subjects {
+                match r {
+                    Ok(phases) => row += &format!(" {} |", phases[i].ms.cell()),
+                    Err(e) => row += &format!(" error: {} |", first_line(e)),
+                }
+            }
+            line(&row);
         }
         line("");
         line(
