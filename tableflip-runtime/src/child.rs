@@ -217,13 +217,16 @@ async fn spawn(
     // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
     // overwrites another still to be placed.
     let first_free = FIRST_FILE_FD + files.len() as RawFd;
-    let mut placed = Vec::with_capacity(files.len() + 2);
-    for fd in [ready_w.as_fd(), names_r.as_fd()] {
-        placed.push(sys::dup_at_least(fd, first_free).map_err(io)?);
-    }
-    for fd in files {
-        placed.push(fd.try_clone().map_err(io)?);
-    }
+    let pipes = [
+        sys::dup_at_least(ready_w.as_fd(), first_free).map_err(io)?,
+        sys::dup_at_least(names_r.as_fd(), first_free).map_err(io)?,
+    ];
+    // The files themselves (no copies: one system call less per listener and upgrade).
+    let placed: Vec<_> = pipes
+        .iter()
+        .map(AsFd::as_fd)
+        .chain(files.iter().map(AsFd::as_fd))
+        .collect();
     let mut args = vec![startup.argv0.clone()];
     args.extend(startup.args.iter().cloned());
     let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != SENTINEL).collect();
@@ -255,7 +258,8 @@ async fn spawn(
         // upgrade.
         sys::fork_shim(&plan)
     };
-    drop((placed, control_r, report_w, err_r, err_w, ready_w, names_r));
+    drop(placed);
+    drop((pipes, control_r, report_w, err_r, err_w, ready_w, names_r));
     let shim = match shim {
         Ok(shim) => shim,
         // No process to spare (EAGAIN) or no memory: the new process could not start.
