@@ -58,6 +58,9 @@ const PHASES: [(&str, &str); 9] = [
     ("total: signal → old pid gone", "as in the cycle table"),
 ];
 
+/// Each subject's phases (or why it could not be measured), by name.
+pub(crate) type Subjects = Vec<(String, Result<Vec<Phase>, String>)>;
+
 /// One service whose upgrades are cut into phases.
 struct Subject {
     addr: std::net::SocketAddr,
@@ -158,10 +161,7 @@ impl Subject {
 
 /// Runs `cycles` upgrades of every hello service of `subjects` (name, executable), in turn,
 /// with a debug log, and cuts each into [`PHASES`].
-pub(crate) fn run(
-    subjects: &[(String, &Path)],
-    cycles: usize,
-) -> Vec<(String, Result<Vec<Phase>, String>)> {
+pub(crate) fn run(subjects: &[(String, &Path)], cycles: usize) -> Subjects {
     let _sweep = procs::Sweep;
     // Instants (the reaper's stamps) to the realtime clock of the log.
     let (sys0, inst0) = (SystemTime::now(), Instant::now());

@@ -59,6 +59,11 @@ impl Tally {
         self.wrk_socket_errors.iter().sum::<u64>() + self.wrk_non_2xx
     }
 
+    /// Requests wrk or h2load did not get an answer to.
+    pub(crate) fn lost(&self) -> u64 {
+        self.wrk_errors() + self.h2_lost()
+    }
+
     /// Requests h2load did not get an answer to.
     fn h2_lost(&self) -> u64 {
         self.h2_total.saturating_sub(self.h2_succeeded)
@@ -368,7 +373,7 @@ pub(crate) fn markdown(rows: &Option<Result<Vec<Row>, String>>, plan: Plan) -> V
                     t.h2_failed,
                     t.h2_errored,
                     t.h2_timeout,
-                    t.wrk_errors() + t.h2_lost()
+                    t.lost()
                 ));
             }
         }
@@ -408,7 +413,7 @@ pub(crate) fn json(rows: &Option<Result<Vec<Row>, String>>, plan: Plan) -> Value
                         "runs": t.h2_runs, "total": t.h2_total, "succeeded": t.h2_succeeded,
                         "failed": t.h2_failed, "errored": t.h2_errored, "timeout": t.h2_timeout,
                     },
-                    "lost": t.wrk_errors() + t.h2_lost(),
+                    "lost": t.lost(),
                 }),
             }).collect::<Vec<_>>(),
         }),

@@ -88,7 +88,7 @@ pub(crate) struct Report {
     /// `go version`, when the Go peers were built.
     pub(crate) go_version: Option<String>,
     /// Per subject (`hello`, then the candidates): its phases.
-    pub(crate) breakdown: Option<Vec<(String, Result<Vec<crate::breakdown::Phase>, String>)>>,
+    pub(crate) breakdown: Option<crate::breakdown::Subjects>,
     pub(crate) clients: Option<Result<Vec<crate::clients::Row>, String>>,
     pub(crate) clients_plan: crate::clients::Plan,
 }
@@ -262,8 +262,10 @@ impl Report {
                 .as_ref()
                 .is_some_and(|b| b.iter().any(|(_, r)| r.is_err()))
             || self.clients.as_ref().is_some_and(|c| {
-                c.as_ref()
-                    .map_or_else(|e| !e.starts_with("skipped"), |rows| rows.iter().any(|r| r.tally.is_err()))
+                c.as_ref().map_or_else(
+                    |e| !e.starts_with("skipped"),
+                    |rows| rows.iter().any(|r| r.tally.is_err()),
+                )
             })
     }
 
@@ -327,6 +329,29 @@ impl Report {
 
     fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
+        if let Some(Ok(rows)) = &self.clients {
+            let figure = rows
+                .iter()
+                .map(|r| match &r.tally {
+                    Ok(tally) => format!(
+                        "{}: {} lost in {} upgrades",
+                        r.server,
+                        tally.lost(),
+                        tally.upgrades
+                    ),
+                    Err(_) => format!("{}: error", r.server),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let ours = rows.iter().find(|r| r.server == TABLEFLIP_HTTP);
+            t.push(Target {
+                what: "wrk and h2load across upgrades: 0 lost (tableflip `http`)",
+                figure,
+                met: ours
+                    .and_then(|r| r.tally.as_ref().ok())
+                    .map(|tally| tally.lost() == 0),
+            });
+        }
         let failed: Vec<String> = self
             .load
             .iter()
