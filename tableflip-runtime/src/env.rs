@@ -13,6 +13,17 @@ use crate::{sys, systemd};
 /// The variables systemd uses for socket activation.
 pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
+/// The variables that describe what this process inherited (the tableflip handshake and
+/// systemd's socket activation): they are true of this process only, and must never reach a
+/// process it starts.
+pub(crate) const INHERITED_ONLY: [&str; 4] =
+    [SENTINEL, "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// Is `name` one of [`INHERITED_ONLY`]?
+pub(crate) fn is_inherited_only(name: &OsStr) -> bool {
+    INHERITED_ONLY.iter().any(|v| OsStr::new(v) == name)
+}
+
 /// What this process was started with.
 pub(crate) struct Startup {
     /// The working directory at start-up: the child starts there, relative paths resolve there.
@@ -32,16 +43,17 @@ pub(crate) struct Startup {
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();
 
-/// Reads and scrubs what the process inherited: the tableflip handshake (fds 3, 4 and 5+i) and
-/// systemd's socket-activation variables.
+/// Reads what the process inherited: the tableflip handshake (fds 3, 4 and 5+i) and
+/// systemd's socket-activation sockets. It does not change the environment: the variables
+/// that describe the inheritance stay in this process's environment (use [`init_env`]
+/// before any thread exists to remove them too), and are never passed to the processes an
+/// upgrade starts.
 ///
-/// Call it first thing in `main`, before any thread starts (in particular before building a
-/// tokio runtime): it removes variables from the environment, so that programs this service
-/// starts do not believe they were handed sockets, and changing the environment is only sound
-/// while no other thread reads it. [`Upgrader::new`](crate::Upgrader::new) calls it if you did
-/// not; the `#[tableflip::main]` attribute calls it before it builds the runtime.
+/// Call it early in `main`, before other code could open descriptors of its own;
+/// [`Upgrader::new`](crate::Upgrader::new) and [`Service::run`](crate::Service::run) call
+/// it if you did not. Calling it again does nothing.
 ///
-/// Calling it again does nothing.
+/// [`init_env`]: crate::init_env
 pub fn init() {
     startup();
 }
@@ -59,10 +71,6 @@ fn capture() -> Startup {
 
     let has_parent = std::env::var_os(SENTINEL).is_some_and(|v| !v.is_empty());
     let listen_vars = LISTEN_VARS.map(|name| std::env::var(name).ok());
-    sys::remove_env(SENTINEL);
-    for name in LISTEN_VARS {
-        sys::remove_env(name);
-    }
 
     // systemd's sockets start at fd 3, where a tableflip parent puts its pipes: only a
     // process started cold can have been activated.
