@@ -70,6 +70,7 @@
 /// | `on_shutdown = path` or `[path, ...]` | `async fn(tableflip::ShutdownReason)`s run, in order, when shutdown begins | none |
 /// | `flavor = "multi_thread"` or `"current_thread"` | the tokio runtime, as in `#[tokio::main]` | `"multi_thread"` |
 /// | `worker_threads = 4` | the multi-threaded runtime's worker count | one per core |
+/// | `subscriber = false` | install no `tracing` subscriber; the default one (stderr, `RUST_LOG`, no colours or timestamps when stderr is the journal) is never installed over one already set, and needs the `subscriber` feature (default) | `true` |
 /// | `crate = "path"` | where the `tableflip` facade is, when renamed | `"tableflip"` |
 ///
 /// Durations are written as in Go: `"500ms"`, `"30s"`, `"2m"`, `"1m30s"` (units `ns`, `us`,

@@ -85,7 +85,7 @@ where
     let ending = rt.block_on(serve(parts, main));
     rt.shutdown_timeout(Duration::from_millis(100));
     // The last lines reach stderr before the process ends.
-    drop(log);
+    crate::log::finish(log);
     if let Some(sig) = ending.die_by {
         crate::sys::die_by(sig.to_nix());
     }
