@@ -149,7 +149,7 @@ impl Driver {
                     if !reloading_sent {
                         core.systemd.reloading();
                     }
-                    let result = upgrade(&core, cancelled, "upgrade").await;
+                    let result = guarded_upgrade(core.clone(), cancelled, "upgrade").await;
                     let _ = core.tx.send(Msg::Upgraded(result));
                 });
             }
@@ -264,7 +264,7 @@ impl Driver {
                 tokio::spawn(async move {
                     // Never cancelled: a replacement outlives this process if need be.
                     let (_keep, cancelled) = watch::channel(false);
-                    let result = upgrade(&core, cancelled, "replacement").await;
+                    let result = guarded_upgrade(core.clone(), cancelled, "replacement").await;
                     let _ = core.tx.send(Msg::Rescued(result));
                     drop(_keep);
                 });
@@ -313,6 +313,22 @@ impl Driver {
             }
         }
         None
+    }
+}
+
+/// [`upgrade`] in a task of its own: should it panic (a bug), the upgrade fails with an error
+/// instead of leaving the state machine waiting forever for its outcome, and the service goes
+/// on serving and can be upgraded again.
+async fn guarded_upgrade(
+    core: Arc<Inner>,
+    cancelled: watch::Receiver<bool>,
+    what: &'static str,
+) -> Result<Handover, UpgradeError> {
+    match tokio::spawn(async move { upgrade(&core, cancelled, what).await }).await {
+        Ok(result) => result,
+        Err(e) => Err(UpgradeError::Io(std::io::Error::other(format!(
+            "internal error while upgrading: {e}"
+        )))),
     }
 }
 
