@@ -1,5 +1,6 @@
 //! What the process was started with: arguments, working directory, the tableflip handshake
-//! and (for systemd) activated sockets. Captured once, at start-up, before threads exist.
+//! and (for systemd) activated sockets. Read once, early; the environment is only read here
+//! (`sys::init_env` is the one place that changes it).
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_F
 /// systemd's socket activation): they are true of this process only, and must never reach a
 /// process it starts.
 pub(crate) const INHERITED_ONLY: [&str; 4] =
-    [SENTINEL, "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+    [SENTINEL, LISTEN_VARS[0], LISTEN_VARS[1], LISTEN_VARS[2]];
 
 /// Is `name` one of [`INHERITED_ONLY`]?
 pub(crate) fn is_inherited_only(name: &OsStr) -> bool {
