@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::env::Startup;
+use crate::env::{Startup, is_inherited_only};
 use crate::error::UpgradeError;
 use crate::fds::Key;
 use crate::handshake::{READY_BYTE, READY_FD, SENTINEL};
@@ -224,7 +224,11 @@ async fn spawn(
     let placed = placed(&sources, &copies);
     let mut args = vec![startup.argv0.clone()];
     args.extend(startup.args.iter().cloned());
-    let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != SENTINEL).collect();
+    // What describes this process's own inheritance (the handshake, socket activation) is
+    // not the successor's: it gets the handshake afresh, and never systemd's variables.
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| !is_inherited_only(k))
+        .collect();
     env.push((SENTINEL.into(), "yes".into()));
     let exec = sys::Exec {
         program,

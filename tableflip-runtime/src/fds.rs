@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-use crate::addr::{Address, Network, parse_address};
+use crate::addr::{Address, Endpoint, Network, parse_address};
 use crate::error::Error;
 use crate::net::{self, ListenHook};
 use crate::sys;
@@ -243,13 +243,13 @@ impl Fds {
     /// a socket systemd passed bound to `addr`, else bound now. `network` is one of
     /// `tcp tcp4 tcp6 unix unixpacket`.
     pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Listener, network, addr, None)
+        self.get_or_bind(FdKind::Listener, &Endpoint::parse(network, addr)?, None)
     }
 
     /// A packet socket: inherited, else activated by systemd at `addr`, else bound now.
     /// `network` is one of `udp udp4 udp6 unixgram`.
     pub fn listen_packet<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Packet, network, addr, None)
+        self.get_or_bind(FdKind::Packet, &Endpoint::parse(network, addr)?, None)
     }
 
     /// A stream listener or a packet socket (as `network` says) that systemd may have passed
@@ -281,27 +281,39 @@ impl Fds {
         network: &str,
         addr: &str,
     ) -> Result<T, Error> {
-        let kind = if Network::parse(network)?.is_packet() {
+        self.claim_or_bind(&Endpoint::parse(network, addr)?, name)
+    }
+
+    /// [`listen_activated`](Self::listen_activated) for an endpoint parsed already.
+    pub(crate) fn claim_or_bind<T: FromFd>(
+        &self,
+        endpoint: &Endpoint,
+        name: Option<&str>,
+    ) -> Result<T, Error> {
+        let kind = if endpoint.network().is_packet() {
             FdKind::Packet
         } else {
             FdKind::Listener
         };
-        self.get_or_bind(kind, network, addr, name)
+        self.get_or_bind(kind, endpoint, name)
     }
 
     /// An inherited stream listener, if the parent passed one.
     pub fn listener<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Listener, network, addr)
+        let endpoint = Endpoint::parse(network, addr)?;
+        self.inherited(FdKind::Listener, &endpoint)
     }
 
     /// An inherited packet socket, if the parent passed one.
     pub fn packet_conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Packet, network, addr)
+        let endpoint = Endpoint::parse(network, addr)?;
+        self.inherited(FdKind::Packet, &endpoint)
     }
 
     /// An inherited connection, if the parent passed one.
     pub fn conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Conn, network, addr)
+        // A connection's address is free-form (Go uses whatever the caller chose).
+        self.take_inherited(FdKind::Conn, Network::parse(network)?, addr, None)
     }
 
     /// Records a listener to pass on (a duplicate of `fd`; closing yours is fine).
@@ -355,20 +367,24 @@ impl Fds {
         Ok(())
     }
 
-    fn inherited<T: FromFd>(
+    /// The inherited listener or packet socket for `endpoint`, if the parent passed one.
+    fn inherited<T: FromFd>(&self, kind: FdKind, endpoint: &Endpoint) -> Result<Option<T>, Error> {
+        let (net, addr) = (endpoint.network(), endpoint.as_str());
+        self.take_inherited(kind, net, addr, Some(endpoint.address()))
+    }
+
+    /// Claims the inherited descriptor keyed `(kind, net, addr)`; `requested` is the parsed
+    /// address (none for a connection, whose address is free-form).
+    fn take_inherited<T: FromFd>(
         &self,
         kind: FdKind,
-        network: &str,
+        net: Network,
         addr: &str,
+        requested: Option<&Address>,
     ) -> Result<Option<T>, Error> {
-        let net = check_type::<T>(kind, network)?;
-        // A connection's address is free-form (Go uses whatever the caller chose).
-        let requested = match kind {
-            FdKind::Conn => None,
-            _ => Some(parse_address(net, addr)?),
-        };
+        check_type::<T>(kind, net)?;
         let mut inner = self.lock();
-        let Some(pos) = inner.inherited.find(kind, net, addr, requested.as_ref()) else {
+        let Some(pos) = inner.inherited.find(kind, net, addr, requested) else {
             return Ok(None);
         };
         let (key, fd) = inner.inherited.get(pos);
@@ -392,32 +408,31 @@ impl Fds {
     fn get_or_bind<T: FromFd>(
         &self,
         kind: FdKind,
-        network: &str,
-        addr: &str,
+        endpoint: &Endpoint,
         name: Option<&str>,
     ) -> Result<T, Error> {
-        if let Some(found) = self.inherited::<T>(kind, network, addr)? {
+        if let Some(found) = self.inherited::<T>(kind, endpoint)? {
             return Ok(found);
         }
-        let net = Network::parse(network)?;
+        let (network, addr) = (endpoint.network().as_str(), endpoint.as_str());
         let listen_err = |source| Error::Listen {
             network: network.to_owned(),
             addr: addr.to_owned(),
             source,
         };
-        let activated = systemd::claim(&mut self.lock().activated, name, net, addr)?;
+        let activated = systemd::claim(&mut self.lock().activated, name, endpoint)?;
         let from_systemd = activated
             .as_ref()
             .map(|fd| net::local_address(fd.as_fd()).unwrap_or_default());
         let fd = match activated {
             Some(fd) => fd,
             None => match kind {
-                FdKind::Listener => net::bind_listener(net, addr, self.hook.as_ref()),
-                _ => net::bind_packet(net, addr, self.hook.as_ref()),
+                FdKind::Listener => net::bind_listener(endpoint, self.hook.as_ref()),
+                _ => net::bind_packet(endpoint, self.hook.as_ref()),
             }
             .map_err(listen_err)?,
         };
-        let key_addr = match parse_address(net, addr)? {
+        let key_addr = match endpoint.address() {
             Address::Inet { port: 0, .. } => net::local_address(fd.as_fd()).map_err(listen_err)?,
             _ => addr.to_owned(),
         };
@@ -514,8 +529,7 @@ impl Fds {
     }
 }
 
-fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> {
-    let net = Network::parse(network)?;
+fn check_type<T: FromFd>(kind: FdKind, net: Network) -> Result<(), Error> {
     let kind_fits = match kind {
         FdKind::Listener => net.is_listener(),
         FdKind::Packet => net.is_packet(),
@@ -525,10 +539,10 @@ fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> 
         return Err(Error::WrongType {
             ty: T::NAME,
             kind: kind.as_str(),
-            network: network.to_owned(),
+            network: net.to_string(),
         });
     }
-    Ok(net)
+    Ok(())
 }
 
 /// Removes a unix socket file, only if it is a socket (as Go does).

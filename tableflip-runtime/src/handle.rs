@@ -69,11 +69,6 @@ impl Handle {
         Handle { upgrader }
     }
 
-    /// The underlying upgrader.
-    pub fn upgrader(&self) -> &Upgrader {
-        &self.upgrader
-    }
-
     /// Marks the service ready (with `ready = "manual"`; harmless otherwise): the previous
     /// process, if any, starts to drain.
     pub fn ready(&self) -> Result<(), Error> {

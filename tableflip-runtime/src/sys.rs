@@ -4,7 +4,6 @@
 //! Everything else in the crate works with `OwnedFd`/`BorrowedFd` and safe wrappers.
 #![allow(unsafe_code)]
 
-use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -47,15 +46,27 @@ pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Removes a variable from this process's environment.
+/// Reads what the process inherited, as [`init`](crate::init) does, then removes the
+/// variables that describe it (`TABLEFLIP_HAS_PARENT_7DIU3`, `LISTEN_FDS`, `LISTEN_PID`,
+/// `LISTEN_FDNAMES`) from this process's environment, so that no program it starts, by any
+/// means, believes it was handed sockets. `#[tableflip::main]` calls it first thing in the
+/// `main` it generates.
 ///
-/// Called from [`crate::env::capture`], which documents that it must run before the process
-/// starts threads that read the environment.
-pub(crate) fn remove_env(key: impl AsRef<OsStr>) {
-    // SAFETY: the caller runs this at start-up, before other threads exist (see
-    // `tableflip_runtime::init`); no other thread reads or writes the environment
-    // concurrently.
-    unsafe { std::env::remove_var(key) }
+/// Without it, the variables stay in this process's environment, and only the processes an
+/// upgrade starts are sure not to see them.
+///
+/// # Safety
+///
+/// Changing the environment is only sound while no other thread reads or writes it: call
+/// this first thing in `main`, before any thread is started (in particular before a tokio
+/// runtime is built), as [`std::env::remove_var`] requires.
+pub unsafe fn init_env() {
+    crate::env::init();
+    for name in crate::env::INHERITED_ONLY {
+        // SAFETY: the caller guarantees that no other thread exists yet (this function's
+        // own contract), so nothing reads or writes the environment concurrently.
+        unsafe { std::env::remove_var(name) }
+    }
 }
 
 /// Open descriptors numbered `min` or above without `FD_CLOEXEC`: what this process

@@ -25,7 +25,7 @@ use std::time::Duration;
 use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
 use tokio::io::AsyncReadExt;
 
-use crate::addr::Network;
+use crate::addr::Endpoint;
 use crate::error::Error;
 use crate::{net, sys};
 
@@ -490,9 +490,9 @@ pub(crate) fn take_activated(vars: &[Option<String>; 3]) -> Activation {
 pub(crate) fn claim(
     activated: &mut Vec<Activated>,
     name: Option<&str>,
-    network: Network,
-    addr: &str,
+    endpoint: &Endpoint,
 ) -> Result<Option<OwnedFd>, Error> {
+    let network = endpoint.network();
     if let Some(name) = name {
         let mut misfit = None;
         for (pos, a) in activated.iter().enumerate().filter(|(_, a)| a.name == name) {
@@ -512,13 +512,18 @@ pub(crate) fn claim(
     }
     Ok(activated
         .iter()
-        .position(|a| net::socket_matches(a.fd.as_fd(), network, addr))
+        .position(|a| net::socket_matches(a.fd.as_fd(), endpoint))
         .map(|pos| activated.remove(pos).fd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Network;
+
+    fn ep(network: Network, addr: &str) -> Endpoint {
+        Endpoint::new(network, addr).unwrap()
+    }
 
     fn vars(fds: Option<&str>, pid: Option<&str>, names: Option<&str>) -> [Option<String>; 3] {
         [fds, pid, names].map(|v| v.map(str::to_owned))
@@ -632,9 +637,9 @@ mod tests {
 
     #[test]
     fn claims_by_name_then_by_address_and_rejects_a_misfit_by_name() {
-        let tcp = net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap();
+        let tcp = net::bind_listener(&ep(Network::Tcp, "127.0.0.1:0"), None).unwrap();
         let tcp_addr = net::local_address(tcp.as_fd()).unwrap();
-        let udp = net::bind_packet(Network::Udp, "127.0.0.1:0", None).unwrap();
+        let udp = net::bind_packet(&ep(Network::Udp, "127.0.0.1:0"), None).unwrap();
         let udp_addr = net::local_address(udp.as_fd()).unwrap();
         let mut activated = vec![
             Activated {
@@ -647,26 +652,39 @@ mod tests {
             },
         ];
         // A name that fits nothing: an error naming the socket.
-        let err = claim(&mut activated, Some("dns"), Network::Tcp, "127.0.0.1:1").unwrap_err();
+        let err = claim(
+            &mut activated,
+            Some("dns"),
+            &ep(Network::Tcp, "127.0.0.1:1"),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("\"dns\"") && err.to_string().contains("SOCK_DGRAM"),
             "{err}"
         );
         // No such name, wrong address: nothing.
         assert!(
-            claim(&mut activated, Some("web"), Network::Tcp, "127.0.0.1:1")
-                .unwrap()
-                .is_none()
+            claim(
+                &mut activated,
+                Some("web"),
+                &ep(Network::Tcp, "127.0.0.1:1")
+            )
+            .unwrap()
+            .is_none()
         );
         // By address and type, whatever the name.
-        let fd = claim(&mut activated, Some("web"), Network::Udp, &udp_addr)
+        let fd = claim(&mut activated, Some("web"), &ep(Network::Udp, &udp_addr))
             .unwrap()
             .unwrap();
         assert_eq!(net::local_address(fd.as_fd()).unwrap(), udp_addr);
         // By name, whatever the address.
-        let fd = claim(&mut activated, Some("http"), Network::Tcp, "127.0.0.1:1")
-            .unwrap()
-            .unwrap();
+        let fd = claim(
+            &mut activated,
+            Some("http"),
+            &ep(Network::Tcp, "127.0.0.1:1"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(net::local_address(fd.as_fd()).unwrap(), tcp_addr);
         assert!(activated.is_empty());
     }

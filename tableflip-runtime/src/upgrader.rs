@@ -15,7 +15,7 @@ use crate::lifecycle::core::{Gate, Inner};
 use crate::lifecycle::driver;
 use crate::lifecycle::msg::{Msg, Published};
 use crate::lifecycle::phase::Event;
-pub use crate::lifecycle::phase::{ExitReason, RESCUES};
+pub use crate::lifecycle::phase::ExitReason;
 use crate::net::ListenHook;
 use crate::parent::ReadySent;
 use crate::pidfile;
@@ -24,18 +24,46 @@ use crate::systemd::Notifier;
 /// How long a new process has to become ready, unless configured otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Options of an [`Upgrader`].
+/// Options of an [`Upgrader`], set one by one:
+///
+/// ```
+/// use std::time::Duration;
+/// use tableflip_runtime::Options;
+///
+/// let options = Options::default()
+///     .upgrade_timeout(Duration::from_secs(10))
+///     .pid_file("/run/app.pid");
+/// # let _ = options;
+/// ```
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
-    /// How long a new process has to become ready before it is killed.
-    /// `None` means [`DEFAULT_UPGRADE_TIMEOUT`].
-    pub upgrade_timeout: Option<Duration>,
+    pub(crate) upgrade_timeout: Option<Duration>,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) listen_hook: Option<ListenHook>,
+}
+
+impl Options {
+    /// How long a new process has to become ready before it is killed (default
+    /// [`DEFAULT_UPGRADE_TIMEOUT`]).
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Options {
+        self.upgrade_timeout = Some(timeout);
+        self
+    }
+
     /// Where to write the pid at every `ready()`. A relative path resolves against the
     /// directory the process started in.
-    pub pid_file: Option<PathBuf>,
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Options {
+        self.pid_file = Some(path.into());
+        self
+    }
+
     /// Called on every socket this process creates, after `socket()` and before `bind()`
     /// (Go's `net.ListenConfig.Control`): the place to set socket options.
-    pub listen_hook: Option<ListenHook>,
+    pub fn listen_hook(mut self, hook: ListenHook) -> Options {
+        self.listen_hook = Some(hook);
+        self
+    }
 }
 
 impl fmt::Debug for Options {

@@ -8,7 +8,7 @@ use crate::error::UpgradeError;
 use crate::signals::Signal;
 
 /// How many times a process replaces a successor that crashed while it still lives.
-pub const RESCUES: u32 = 3;
+pub(crate) const RESCUES: u32 = 3;
 
 /// Why the process should exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,7 +6,10 @@ use super::phase::{
 };
 use crate::child::Gone;
 use crate::error::UpgradeError;
-use crate::signals::Signal::{SIGINT, SIGTERM};
+use crate::signals::Signal;
+
+const SIGINT: Signal = Signal::SIGINT;
+const SIGTERM: Signal = Signal::SIGTERM;
 
 const ALONE: Facts = Facts {
     parent_alive: false,
