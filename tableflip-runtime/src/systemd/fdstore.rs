@@ -373,7 +373,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::addr::Network;
+    use crate::addr::{Endpoint, Network};
     use crate::net;
 
     /// systemd's `fdname_is_valid`: ASCII, no control character, no `:`, at most 255 bytes.
@@ -508,7 +508,8 @@ mod tests {
     #[test]
     fn changes_wait_until_live_then_removals_go_first() {
         let (rx, store, dir) = stand_in("live");
-        let tcp = net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap();
+        let tcp =
+            net::bind_listener(&Endpoint::new(Network::Tcp, "127.0.0.1:0").unwrap(), None).unwrap();
         let addr = net::local_address(tcp.as_fd()).unwrap();
         let key = Key::new(FdKind::Listener, "tcp", &addr);
         let gone = Key::new(FdKind::Listener, "tcp", "127.0.0.1:1");
@@ -555,7 +556,8 @@ mod tests {
         store.go_live();
         let sock = |name: &str| Activated {
             name: name.into(),
-            fd: net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap(),
+            fd: net::bind_listener(&Endpoint::new(Network::Tcp, "127.0.0.1:0").unwrap(), None)
+                .unwrap(),
         };
         store.unclaimed(&[sock("http"), sock("tableflip/#00000000000000aa")]);
         let (text, _) = receive(&rx);
@@ -571,10 +573,12 @@ mod tests {
 
     #[test]
     fn split_takes_our_names_as_inherited_keys() {
-        let ours = net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap();
+        let ours =
+            net::bind_listener(&Endpoint::new(Network::Tcp, "127.0.0.1:0").unwrap(), None).unwrap();
         let addr = net::local_address(ours.as_fd()).unwrap();
         let key = Key::new(FdKind::Listener, "tcp", &addr);
-        let theirs = net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap();
+        let theirs =
+            net::bind_listener(&Endpoint::new(Network::Tcp, "127.0.0.1:0").unwrap(), None).unwrap();
         let (stored, rest) = split(vec![
             Activated {
                 name: "http".into(),
@@ -595,7 +599,8 @@ mod tests {
     fn an_off_store_sends_nothing() {
         let store = FdStore::off();
         assert!(!store.is_on());
-        let tcp = net::bind_listener(Network::Tcp, "127.0.0.1:0", None).unwrap();
+        let tcp =
+            net::bind_listener(&Endpoint::new(Network::Tcp, "127.0.0.1:0").unwrap(), None).unwrap();
         store.stored(&Key::new(FdKind::Listener, "tcp", "x"), tcp.as_fd(), false);
         store.go_live();
         assert!(store.state().pending.is_empty());
