@@ -13,6 +13,7 @@
 mod accept;
 use tableflip_addr as addr;
 mod child;
+mod conn;
 mod env;
 mod error;
 mod fds;
@@ -34,6 +35,7 @@ mod upgrader;
 
 pub use accept::AcceptBackoff;
 pub use addr::{Address, Network, format_inet, parse_address, parse_duration};
+pub use conn::{ConnHandoff, InheritedConn, Resumed};
 pub use env::{SENTINEL, init};
 pub use error::{AddrError, BoxError, Error, UpgradeError};
 pub use fds::{FdKind, Fds, FromFd};
