@@ -58,6 +58,9 @@ pub(crate) const CHANNEL: &str = "tableflip-rs/conn-handover";
 /// The largest record accepted on the release channel (what a session had buffered).
 const MAX_RECORD: usize = 16 << 20;
 
+/// How long the release channel is read after the previous process has exited.
+const AFTER_EXIT: Duration = Duration::from_secs(2);
+
 /// How long writing one release may block (the successor reads the channel actively).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -172,10 +175,21 @@ async fn read_releases(
             let _ = upgrader.wait_for_parent().await;
         };
         match channel {
-            Some(fd) => tokio::select! {
-                () = read_channel(fd, &tx) => {}
-                () = parent_gone => {}
-            },
+            // The channel ends when the previous process closes it or exits; its releases
+            // are read to the end even if its exit is seen first (they were sent before).
+            // Only if some other process holds the writing end too does the exit decide,
+            // a little later.
+            Some(fd) => {
+                let read = read_channel(fd, &tx);
+                tokio::pin!(read);
+                tokio::select! {
+                    biased;
+                    () = &mut read => {}
+                    () = parent_gone => {
+                        let _ = tokio::time::timeout(AFTER_EXIT, read).await;
+                    }
+                }
+            }
             None => parent_gone.await,
         }
     }
