@@ -39,7 +39,11 @@ async fn main(
                 let in_flight = tf.track();
                 tokio::spawn(async move {
                     let resumed = inherited.resume().await;
-                    tracing::info!(peer = addr, unread = resumed.unread.len(), "session resumed");
+                    tracing::info!(
+                        peer = addr,
+                        unread = resumed.unread.len(),
+                        "session resumed"
+                    );
                     session(resumed.conn, resumed.unread, resumed.handoff, tf).await;
                     drop(in_flight);
                 });

@@ -53,6 +53,27 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The inode of the server's end of the TCP connection from `client` to `server`, from
+/// /proc/net/tcp: the kernel's own record of which socket a process holds.
+fn server_socket_inode(server: SocketAddr, client: SocketAddr) -> Option<String> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => String::new(),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(1) == Some(&local.as_str()) && cols.get(2) == Some(&remote.as_str()))
+            .then(|| cols.get(9).map(|s| s.to_string()))
+            .flatten()
+    })
+}
+
 /// Waits (bounded) for the handed-over generation `pid` to exit; returns its exit code.
 fn wait_exit(svc: &mut Service, pid: i32) -> Option<i32> {
     let code = if pid == svc.first_pid() {
@@ -85,6 +106,8 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
 
     let mut client = Client::connect(addr);
     assert_eq!(client.ask("first"), format!("pid {first} first"));
+    let key = client.writer.local_addr().expect("local address");
+    let socket = server_socket_inode(addr, key).expect("the server's socket in /proc/net/tcp");
 
     // A second client talks without a pause across all the upgrades: each of its lines is
     // answered, in order, by one generation or the next.
@@ -126,9 +149,8 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
             svc.stderr()
         );
         let answer = client.ask("the other half");
-        let next = parse_pid(&answer).unwrap_or_else(|| {
-            panic!("upgrade {i}: answer {answer:?}; log:\n{}", svc.stderr())
-        });
+        let next = parse_pid(&answer)
+            .unwrap_or_else(|| panic!("upgrade {i}: answer {answer:?}; log:\n{}", svc.stderr()));
         svc.track(next);
         assert_ne!(next, pid, "upgrade {i}: a new process answers");
         assert_eq!(
@@ -136,14 +158,23 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
             format!("pid {next} half {i}, the other half"),
             "upgrade {i}: the line typed across the upgrade is answered whole"
         );
-        assert_eq!(client.ask(&format!("line {i}")), format!("pid {next} line {i}"));
+        assert_eq!(
+            client.ask(&format!("line {i}")),
+            format!("pid {next} line {i}")
+        );
+        assert!(
+            socket_inodes(next).contains(&socket),
+            "upgrade {i}: the successor holds the socket the first process accepted"
+        );
         pids.push(next);
         pid = next;
     }
 
     stop.store(true, Ordering::Relaxed);
     let (chats, chat_pids) = chatter.join().expect("the chatting client");
-    eprintln!("line_session: 10 upgrades, pids {pids:?}; the chatting client sent {chats} lines, answered by {chat_pids:?}");
+    eprintln!(
+        "line_session: 10 upgrades, pids {pids:?}; the chatting client sent {chats} lines, answered by {chat_pids:?}"
+    );
     assert!(
         chat_pids.len() >= 2,
         "the chatting client's lines were answered across upgrades: {chat_pids:?}"
@@ -157,7 +188,11 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
     signal(pid, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut svc, pid), Some(0), "exit code after SIGTERM");
     assert_eq!(client.answer(), "", "the session is closed at the stop");
-    assert_eq!(tagged_pids(&tag), Default::default(), "processes left behind");
+    assert_eq!(
+        tagged_pids(&tag),
+        Default::default(),
+        "processes left behind"
+    );
 }
 
 #[test]
@@ -209,6 +244,115 @@ fn a_session_that_ended_is_not_handed_over_and_new_sessions_start_on_the_success
     assert_eq!(fresh.ask("new"), format!("pid {next} new"));
 
     signal(next, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut svc, next), Some(0), "exit code after SIGTERM");
-    assert_eq!(tagged_pids(&tag), Default::default(), "processes left behind");
+    assert_eq!(
+        wait_exit(&mut svc, next),
+        Some(0),
+        "exit code after SIGTERM"
+    );
+    assert_eq!(
+        tagged_pids(&tag),
+        Default::default(),
+        "processes left behind"
+    );
+}
+
+#[test]
+fn go_and_rust_services_hand_one_live_tcp_session_to_each_other() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(go_conn) = support::go::go_peer("conn") else {
+        return;
+    };
+    let rust_conn = example("line_session");
+    let scratch = Scratch::new("go-conn");
+    let tag = unique_tag("go-conn");
+    let _strays = KillTagged(tag.clone());
+    let addr = loopback(free_port());
+    let exe = scratch.path("svc");
+    install_file(&go_conn, &exe);
+    let sessions = scratch.path("sessions");
+    let mut svc = Service::start(
+        &exe,
+        &scratch,
+        &[
+            ("ADDR", &addr.to_string()),
+            ("SESSIONS_FILE", &sessions.display().to_string()),
+            (TAG_VAR, &tag),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let first = svc.first_pid();
+    wait_until("the Go service listens", || {
+        TcpStream::connect(addr).is_ok()
+    });
+
+    let mut client = Client::connect(addr);
+    // Go can't list inherited connections: its successors read their keys from this file.
+    let key = client.writer.local_addr().expect("local address");
+    std::fs::write(&sessions, format!("tcp {key}\n")).expect("write the sessions file");
+    assert_eq!(client.ask("hello Go"), format!("pid {first} hello Go"));
+    // The independent check that it is one connection throughout: the server's socket.
+    let socket = server_socket_inode(addr, key).expect("the server's socket in /proc/net/tcp");
+    assert!(
+        socket_inodes(first).contains(&socket),
+        "the Go process holds it"
+    );
+
+    let mut pid = first;
+    let steps = [
+        ("Go -> Rust", &rust_conn),
+        ("Rust -> Go", &go_conn),
+        ("Go -> Rust", &rust_conn),
+    ];
+    for (i, (what, next_binary)) in steps.into_iter().enumerate() {
+        swap_binary(&exe, next_binary);
+        signal(pid, Signal::SIGHUP);
+        assert_eq!(
+            wait_exit(&mut svc, pid),
+            Some(0),
+            "{what}: old pid {pid} exit code; log:\n{}",
+            svc.stderr()
+        );
+        let answer = client.ask(&format!("step {i}"));
+        let next = parse_pid(&answer)
+            .unwrap_or_else(|| panic!("{what}: answer {answer:?}; log:\n{}", svc.stderr()));
+        svc.track(next);
+        assert_ne!(
+            next, pid,
+            "{what}: the successor answers on the same connection"
+        );
+        assert_eq!(answer, format!("pid {next} step {i}"), "{what}");
+        assert!(
+            socket_inodes(next).contains(&socket),
+            "{what}: the successor holds the very socket the first process accepted"
+        );
+        assert_eq!(
+            exe_inode(next),
+            inode_of(&exe),
+            "{what}: the successor runs the binary just deployed"
+        );
+        assert_eq!(
+            client.ask("and again"),
+            format!("pid {next} and again"),
+            "{what}"
+        );
+        pid = next;
+    }
+    let log = svc.stderr();
+    let key = key.to_string();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("session resumed") && l.contains(&key))
+            .count(),
+        3,
+        "each successor resumed the session; log:\n{log}"
+    );
+
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut svc, pid), Some(0), "exit code after SIGTERM");
+    assert_eq!(client.answer(), "", "the session is closed at the stop");
+    assert_eq!(
+        tagged_pids(&tag),
+        Default::default(),
+        "processes left behind"
+    );
 }

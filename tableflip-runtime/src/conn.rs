@@ -165,11 +165,7 @@ fn start(upgrader: &Upgrader) -> Result<(), Error> {
 
 /// Reads the previous process's releases until the channel ends (or, without a channel,
 /// until the previous process has exited).
-async fn read_releases(
-    channel: Option<OwnedFd>,
-    tx: watch::Sender<Released>,
-    upgrader: Upgrader,
-) {
+async fn read_releases(channel: Option<OwnedFd>, tx: watch::Sender<Released>, upgrader: Upgrader) {
     if upgrader.has_parent() {
         let parent_gone = async {
             let _ = upgrader.wait_for_parent().await;
