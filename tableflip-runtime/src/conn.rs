@@ -521,4 +521,63 @@ mod tests {
         assert_eq!(check_conn(udp.as_fd(), Network::Udp), Ok(()));
         assert!(check_conn(udp.as_fd(), Network::Tcp).is_err());
     }
+
+    fn inherited(entries: Vec<(&str, &str, OwnedFd)>) -> crate::Fds {
+        let files = entries
+            .into_iter()
+            .map(|(net, addr, fd)| (Key::new(FdKind::Conn, net, addr), fd))
+            .collect();
+        crate::Fds::new(files, None)
+    }
+
+    #[test]
+    fn inherited_connections_are_listed_and_claimed_typed_and_passed_on() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fds = inherited(vec![
+            ("unix", "peer-1", OwnedFd::from(theirs)),
+            ("udp", "127.0.0.1:53", OwnedFd::from(udp)),
+        ]);
+        assert_eq!(
+            fds.conns(),
+            vec![
+                ("unix".to_owned(), "peer-1".to_owned()),
+                ("udp".to_owned(), "127.0.0.1:53".to_owned())
+            ]
+        );
+        let mut stream: UnixStream = fds.conn("unix", "peer-1").unwrap().unwrap();
+        let udp: std::net::UdpSocket = fds.conn("udp", "127.0.0.1:53").unwrap().unwrap();
+        assert!(fds.conns().is_empty(), "claimed");
+        assert_eq!(fds.len(), 2, "both are passed on at the next upgrade");
+        use std::io::Read;
+        (&ours).write_all(b"hi").unwrap();
+        let mut buf = [0; 2];
+        stream.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        drop(udp);
+    }
+
+    #[test]
+    fn an_inherited_connection_of_the_wrong_type_is_a_clear_error() {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fds = inherited(vec![("tcp", "peer", OwnedFd::from(udp))]);
+        let err = fds.conn::<std::net::TcpStream>("tcp", "peer").unwrap_err();
+        assert!(matches!(err, Error::WrongSocket { .. }), "{err}");
+        let err = fds
+            .conn::<std::net::TcpListener>("tcp", "peer")
+            .unwrap_err();
+        assert!(matches!(err, Error::WrongType { .. }), "{err}");
+    }
+
+    #[test]
+    fn add_conn_refuses_a_listener_and_records_a_connection() {
+        let fds = inherited(Vec::new());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(fds.add_conn("tcp", "x", &listener).is_err());
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        fds.add_conn("tcp", "x", &client).unwrap();
+        assert_eq!(fds.len(), 1);
+        fds.withdraw(&Key::new(FdKind::Conn, "tcp", "x"));
+        assert!(fds.is_empty());
+    }
 }
