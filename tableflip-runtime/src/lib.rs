@@ -31,6 +31,7 @@ mod service;
 mod signals;
 mod sys;
 mod systemd;
+pub mod testing;
 mod upgrader;
 
 pub use accept::AcceptBackoff;

@@ -37,7 +37,8 @@ const LISTEN_FDS_START: RawFd = 3;
 /// More activated sockets than this is a broken environment, not a configuration.
 const MAX_LISTEN_FDS: usize = 4096;
 
-/// Sends notifications to systemd, if `NOTIFY_SOCKET` is set.
+/// Sends notifications to systemd, if `NOTIFY_SOCKET` is set (the default sends nothing).
+#[derive(Default)]
 pub(crate) struct Notifier {
     /// Where to send, and the variable's value for the log; `None` when not under systemd.
     target: Option<(SocketAddr, String)>,

@@ -209,6 +209,27 @@ impl Upgrader {
         Ok(Upgrader { inner })
     }
 
+    /// An upgrader with no parent, no systemd, no pid file and no lifecycle driver: whoever
+    /// holds the receiver plays the driver (the test double, `testing.rs`).
+    pub(crate) fn detached(startup: &'static Startup) -> (Upgrader, mpsc::UnboundedReceiver<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            startup,
+            timeout: DEFAULT_UPGRADE_TIMEOUT,
+            pid_file: None,
+            parent: None,
+            fds: Fds::new(Vec::new(), None),
+            gate: Mutex::new(Gate::Pending),
+            keep_open: Mutex::new(Vec::new()),
+            systemd: Notifier::default(),
+            tx,
+            published: watch::channel(Published::default()).0,
+            tracker: Arc::default(),
+            drain: OnceLock::new(),
+        });
+        (Upgrader { inner }, rx)
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
