@@ -64,8 +64,9 @@ const AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long writing one release may block (the successor reads the channel actively).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Checks that `fd` is a socket of the type `network` carries; a stream socket must be
-/// connected. The error is one line.
+/// Checks that `fd` is a socket of the type `network` carries, and not a listening one. A
+/// connection the peer has closed or reset still passes: connections end at any time, and
+/// one that ended must not fail an upgrade. The error is one line.
 pub(crate) fn check_conn(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
     let sock = SockRef::from(&fd);
     let (ty, domains): (Type, &[Domain]) = match network {
@@ -92,8 +93,10 @@ pub(crate) fn check_conn(fd: BorrowedFd<'_>, network: Network) -> Result<(), Str
             "a socket of domain {domain:?} and type {actual_ty:?}, {want}"
         ));
     }
-    if ty != Type::DGRAM && sock.peer_addr().is_err() {
-        return Err(format!("a socket that is not connected, {want}"));
+    if ty != Type::DGRAM
+        && nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false)
+    {
+        return Err(format!("a listening socket, {want}"));
     }
     Ok(())
 }
@@ -513,6 +516,14 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(check_conn(client.as_fd(), Network::Tcp), Ok(()));
         assert!(check_conn(listener.as_fd(), Network::Tcp).is_err());
+        // Reset by its peer: still a connection to hand over (and to find closed).
+        let (accepted, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&accepted)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(accepted);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(check_conn(client.as_fd(), Network::Tcp), Ok(()));
         assert!(check_conn(client.as_fd(), Network::Udp).is_err());
         assert!(check_conn(client.as_fd(), Network::Unix).is_err());
         let (a, _b) = UnixStream::pair().unwrap();
