@@ -107,9 +107,20 @@ impl Network {
         )
     }
 
+    /// The socket type the network uses: the one network → socket type table.
+    pub fn socket_type(self) -> SocketType {
+        match self {
+            Network::Tcp | Network::Tcp4 | Network::Tcp6 | Network::Unix => SocketType::Stream,
+            Network::UnixPacket => SocketType::SeqPacket,
+            Network::Udp | Network::Udp4 | Network::Udp6 | Network::Unixgram => {
+                SocketType::Datagram
+            }
+        }
+    }
+
     /// Which IP family an inet network is limited to: `Some(4)`, `Some(6)`, or `None` for
     /// `tcp`/`udp` (either) and for the unix networks.
-    fn ip_version(self) -> Option<u8> {
+    pub fn ip_version(self) -> Option<u8> {
         match self {
             Network::Tcp4 | Network::Udp4 => Some(4),
             Network::Tcp6 | Network::Udp6 => Some(6),
@@ -126,6 +137,17 @@ impl Network {
             Network::Unix | Network::UnixPacket | Network::Unixgram => UNIX_EXAMPLE,
         }
     }
+}
+
+/// The socket type of a [`Network`] (`SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketType {
+    /// `SOCK_STREAM`: `tcp`, `tcp4`, `tcp6`, `unix`.
+    Stream,
+    /// `SOCK_DGRAM`: `udp`, `udp4`, `udp6`, `unixgram`.
+    Datagram,
+    /// `SOCK_SEQPACKET`: `unixpacket`.
+    SeqPacket,
 }
 
 impl fmt::Display for Network {

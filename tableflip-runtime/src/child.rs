@@ -17,7 +17,7 @@
 //! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
 //! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -29,10 +29,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::env::{SENTINEL, Startup};
+use crate::env::Startup;
 use crate::error::UpgradeError;
 use crate::fds::Key;
-use crate::parent::{FIRST_FILE_FD, READY_BYTE, READY_FD};
+use crate::handshake::{READY_BYTE, READY_FD, SENTINEL, file_fd};
 use crate::{gob, sys};
 
 /// How long the shim may take to obey a command before it is killed.
@@ -213,17 +213,7 @@ async fn spawn(
     let (report_r, report_w) = sys::pipe_cloexec().map_err(io)?;
     let (err_r, err_w) = sys::pipe_cloexec().map_err(io)?;
 
-    // fd 3, fd 4, then fd 5+i. `files` already sit above the highest target (see
-    // `Fds::snapshot`); the two pipe ends are moved there too, so that placing one never
-    // overwrites another still to be placed.
-    let first_free = FIRST_FILE_FD + files.len() as RawFd;
-    let mut placed = Vec::with_capacity(files.len() + 2);
-    for fd in [ready_w.as_fd(), names_r.as_fd()] {
-        placed.push(sys::dup_at_least(fd, first_free).map_err(io)?);
-    }
-    for fd in files {
-        placed.push(fd.try_clone().map_err(io)?);
-    }
+    let placed = place_above_targets(ready_w.as_fd(), names_r.as_fd(), files).map_err(io)?;
     let mut args = vec![startup.argv0.clone()];
     args.extend(startup.args.iter().cloned());
     let mut env: Vec<_> = std::env::vars_os().filter(|(k, _)| k != SENTINEL).collect();
@@ -292,6 +282,23 @@ async fn spawn(
             ))))
         }
     }
+}
+
+/// The successor's descriptors in handshake order (its fd 3, fd 4, then fd 5+i), each a copy
+/// numbered above the highest target, so that placing one with `dup2` never overwrites another
+/// still to be placed. (A plain `dup` takes the lowest free number, which can be one of the
+/// targets whenever a connection closed meanwhile.)
+fn place_above_targets(
+    ready: std::os::fd::BorrowedFd<'_>,
+    names: std::os::fd::BorrowedFd<'_>,
+    files: &[OwnedFd],
+) -> std::io::Result<Vec<OwnedFd>> {
+    let first_free = file_fd(files.len());
+    [ready, names]
+        .into_iter()
+        .chain(files.iter().map(AsFd::as_fd))
+        .map(|fd| sys::dup_at_least(fd, first_free))
+        .collect()
 }
 
 /// Reads one record from the shim; `None` at end of file.
@@ -474,4 +481,40 @@ impl Watch {
 fn said_ready(ready: &pipe::Receiver) -> bool {
     let mut byte = [0u8; 1];
     matches!(nix::unistd::read(ready.as_raw_fd(), &mut byte), Ok(1)) && byte[0] == READY_BYTE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every copy sits above the targets even when low numbers are free: a connection that
+    /// closed just before an upgrade leaves such a hole, and a copy placed in it could be
+    /// overwritten by `dup2` before it is placed itself (seen as a wrong or missing listener).
+    #[test]
+    fn placed_descriptors_never_land_on_a_target() {
+        // Low numbers first (both ends of each pipe), then the files above them.
+        let holes: Vec<(OwnedFd, OwnedFd)> =
+            (0..4).map(|_| sys::pipe_cloexec().expect("pipe")).collect();
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..20)
+            .map(|_| sys::pipe_cloexec().expect("pipe"))
+            .collect();
+        let files: Vec<OwnedFd> = pipes.into_iter().flat_map(|(r, w)| [r, w]).collect();
+        // Free the low numbers: holes among the targets 3..=44.
+        let lowest = holes.iter().map(|h| h.0.as_raw_fd()).min().unwrap();
+        drop(holes);
+        let (r, w) = sys::pipe_cloexec().expect("pipe");
+        let placed = place_above_targets(w.as_fd(), r.as_fd(), &files).expect("placed");
+        let highest_target = READY_FD + placed.len() as std::os::fd::RawFd - 1;
+        assert!(
+            lowest <= highest_target,
+            "the test made no hole below the targets"
+        );
+        for fd in &placed {
+            assert!(
+                fd.as_raw_fd() > highest_target,
+                "{} is a target",
+                fd.as_raw_fd()
+            );
+        }
+    }
 }

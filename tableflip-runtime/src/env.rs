@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
-use crate::fds::Key;
-use crate::parent::Parent;
+use crate::handshake::SENTINEL;
+use crate::parent::{self, Handoff};
 use crate::{sys, systemd};
-
-/// The variable that tells a process it was started by a tableflip parent.
-pub const SENTINEL: &str = "TABLEFLIP_HAS_PARENT_7DIU3";
 
 /// The variables systemd uses for socket activation.
 pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
@@ -31,14 +28,6 @@ pub(crate) struct Startup {
     pub(crate) listen_vars: [Option<String>; 3],
     /// The sockets systemd passed, if it activated this process; taken by the first Upgrader.
     pub(crate) activation: Mutex<Option<systemd::Activation>>,
-}
-
-/// What a tableflip parent handed over.
-pub(crate) struct Handoff {
-    pub(crate) parent: Parent,
-    pub(crate) files: Vec<(Key, std::os::fd::OwnedFd)>,
-    /// Something odd but harmless the handshake noticed, for the log.
-    pub(crate) warning: Option<String>,
 }
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();
@@ -82,7 +71,7 @@ fn capture() -> Startup {
     } else {
         systemd::take_activated(&listen_vars)
     };
-    let handoff = has_parent.then(crate::parent::receive);
+    let handoff = has_parent.then(parent::receive);
     // Whatever else was inherited must not leak into programs this service starts.
     sys::cloexec_all_inherited();
     Startup {

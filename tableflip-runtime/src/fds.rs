@@ -130,11 +130,11 @@ impl FromFd for OwnedFd {
 }
 
 fn is_tcp(n: Network) -> bool {
-    matches!(n, Network::Tcp | Network::Tcp4 | Network::Tcp6)
+    !n.is_unix() && n.is_listener()
 }
 
 fn is_udp(n: Network) -> bool {
-    matches!(n, Network::Udp | Network::Udp4 | Network::Udp6)
+    !n.is_unix() && n.is_packet()
 }
 
 macro_rules! from_fd {

@@ -18,17 +18,23 @@ mod env;
 mod error;
 mod fds;
 mod gob;
+mod handle;
+mod handshake;
 #[cfg(feature = "hyper")]
 pub mod http;
 #[cfg(feature = "axum")]
 pub use http::axum;
 mod lifecycle;
+mod listeners;
 mod log;
 mod net;
+mod outcome;
 mod parent;
 mod pidfile;
+mod run;
 mod service;
 mod signals;
+mod spec;
 mod sys;
 mod systemd;
 pub mod testing;
@@ -37,13 +43,16 @@ mod upgrader;
 pub use accept::AcceptBackoff;
 pub use addr::{Address, Network, format_inet, parse_address, parse_duration};
 pub use conn::{ConnHandoff, InheritedConn, Resumed};
-pub use env::{SENTINEL, init};
+pub use env::init;
 pub use error::{AddrError, BoxError, Error, UpgradeError};
 pub use fds::{FdKind, Fds, FromFd};
+pub use handle::{ConnGuard, Handle, ShutdownReason};
+pub use handshake::SENTINEL;
+pub use listeners::Listeners;
 pub use net::ListenHook;
-pub use service::{
-    ConnGuard, DEFAULT_DRAIN_TIMEOUT, Handle, ListenerSpec, Listeners, Outcome, ReadyMode, Service,
-    ShutdownReason,
-};
+pub use outcome::Outcome;
+pub use run::ReadyMode;
+pub use service::{DEFAULT_DRAIN_TIMEOUT, Service};
 pub use signals::Signal;
+pub use spec::ListenerSpec;
 pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, RESCUES, Upgrader};

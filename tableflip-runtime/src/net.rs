@@ -16,7 +16,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::addr::{Address, Network, format_inet, parse_address};
+use crate::addr::{Address, Network, SocketType, format_inet, parse_address};
 
 /// Called on a fresh socket after `socket()` and before `bind()`, like Go's
 /// `net.ListenConfig.Control`.
@@ -130,7 +130,7 @@ impl Request<'_> {
     /// Creates, configures and binds an internet socket, and listens if it is a listener.
     fn bind_inet(&self, host: Option<&str>, port: u16) -> io::Result<Socket> {
         let (target, v6only) = match host.filter(|h| !is_unspecified(h)) {
-            None => match ip_version(self.network) {
+            None => match self.network.ip_version() {
                 Some(4) => (SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false),
                 Some(_) => (SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true),
                 None => {
@@ -155,7 +155,7 @@ impl Request<'_> {
                     .or_else(|| addrs.first())
                     .copied()
                     .ok_or_else(|| no_address(self.network, host))?;
-                (chosen, ip_version(self.network) == Some(6))
+                (chosen, self.network.ip_version() == Some(6))
             }
         };
         let socket = self.new_inet_socket(target)?;
@@ -232,22 +232,12 @@ impl Request<'_> {
     }
 }
 
-/// Which IP family an internet network is limited to: `Some(4)` for `tcp4`/`udp4`,
-/// `Some(6)` for `tcp6`/`udp6`, `None` for the others.
-fn ip_version(network: Network) -> Option<u8> {
-    match network {
-        Network::Tcp4 | Network::Udp4 => Some(4),
-        Network::Tcp6 | Network::Udp6 => Some(6),
-        _ => None,
-    }
-}
-
-/// The socket type for a network.
+/// The socket2 type for `network` (the table itself is [`Network::socket_type`]).
 fn socket_type(network: Network) -> Type {
-    match network {
-        Network::Tcp | Network::Tcp4 | Network::Tcp6 | Network::Unix => Type::STREAM,
-        Network::UnixPacket => Type::SEQPACKET,
-        Network::Udp | Network::Udp4 | Network::Udp6 | Network::Unixgram => Type::DGRAM,
+    match network.socket_type() {
+        SocketType::Stream => Type::STREAM,
+        SocketType::Datagram => Type::DGRAM,
+        SocketType::SeqPacket => Type::SEQPACKET,
     }
 }
 
@@ -313,7 +303,7 @@ fn resolve(network: Network, host: &str, port: u16) -> io::Result<Vec<SocketAddr
     };
     let wanted: Vec<SocketAddr> = addrs
         .into_iter()
-        .filter(|a| match ip_version(network) {
+        .filter(|a| match network.ip_version() {
             Some(4) => a.is_ipv4(),
             Some(_) => a.is_ipv6(),
             None => true,
@@ -333,7 +323,7 @@ fn is_unspecified(host: &str) -> bool {
 
 /// The error for a host with no address of the wanted family.
 fn no_address(network: Network, host: &str) -> io::Error {
-    let family = match ip_version(network) {
+    let family = match network.ip_version() {
         Some(4) => "IPv4 ",
         Some(_) => "IPv6 ",
         None => "",
@@ -586,7 +576,7 @@ pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -
                 return false;
             }
             match host.filter(|h| !is_unspecified(h)) {
-                None => match (ip_version(network), bound.ip()) {
+                None => match (network.ip_version(), bound.ip()) {
                     (Some(4), IpAddr::V6(_)) | (Some(6), IpAddr::V4(_)) => false,
                     (_, ip) => ip.is_unspecified(),
                 },

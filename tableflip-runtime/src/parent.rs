@@ -10,23 +10,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::{SFlag, fstat};
 use tokio::sync::watch;
 
-use crate::env::Handoff;
 use crate::error::Error;
 use crate::fds::Key;
+use crate::handshake::{
+    FIRST_FILE_FD, NAMES_FD, READY_BYTE, READY_FD, SENTINEL, STOPPING_BYTE, file_fd,
+};
 use crate::{gob, sys};
 
-/// fd 3: the write end of the ready pipe.
-pub(crate) const READY_FD: RawFd = 3;
-/// fd 4: the read end of the names pipe.
-pub(crate) const NAMES_FD: RawFd = 4;
-/// fd 5: the first passed file.
-pub(crate) const FIRST_FILE_FD: RawFd = 5;
-/// The byte that means "ready".
-pub(crate) const READY_BYTE: u8 = 42;
-/// The byte a Rust child writes on fd 3, after the ready byte, when it begins a graceful
-/// stop while its parent lives (a protocol extension: see docs/protocol.md). End of file
-/// without it means the child died.
-pub(crate) const STOPPING_BYTE: u8 = b's';
 /// How long the child waits for the parent to send the names.
 const NAMES_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -62,6 +52,14 @@ pub(crate) struct Parent {
     names: Weak<OwnedFd>,
 }
 
+/// What a tableflip parent handed over.
+pub(crate) struct Handoff {
+    pub(crate) parent: Parent,
+    pub(crate) files: Vec<(Key, OwnedFd)>,
+    /// Something odd but harmless the handshake noticed, for the log.
+    pub(crate) warning: Option<String>,
+}
+
 /// Reads the handshake. Called once, at start-up, when the sentinel is set.
 pub(crate) fn receive() -> Result<Handoff, Error> {
     let ready = take_pipe(READY_FD, "ready pipe", OFlag::O_WRONLY)?;
@@ -76,7 +74,7 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
 
     let mut files = Vec::with_capacity(names.len());
     for (i, entry) in names.into_iter().enumerate() {
-        let fd = FIRST_FILE_FD + i as RawFd;
+        let fd = file_fd(i);
         let key = Key::from_names_entry(entry)
             .map_err(|msg| Error::handshake(format!("entry {i} of the names: {msg}"), None))?;
         let owned = sys::take_inherited_fd(fd)
@@ -89,7 +87,7 @@ pub(crate) fn receive() -> Result<Handoff, Error> {
             })?;
         files.push((key, owned));
     }
-    let warning = close_unnamed_fds(FIRST_FILE_FD + files.len() as RawFd);
+    let warning = close_unnamed_fds(file_fd(files.len()));
 
     let (tx, rx) = watch::channel(None);
     let ready = Arc::new(Mutex::new(ReadyPipe::Pending(ready)));
@@ -149,10 +147,7 @@ fn take_pipe(fd: RawFd, what: &str, mode: OFlag) -> Result<OwnedFd, Error> {
         .map_err(|e| Error::handshake(format!("can't take fd {fd} ({what})"), Some(e.into())))?
         .ok_or_else(|| {
             Error::handshake(
-                format!(
-                    "{} is set but fd {fd} ({what}) is not open",
-                    crate::env::SENTINEL
-                ),
+                format!("{SENTINEL} is set but fd {fd} ({what}) is not open"),
                 None,
             )
         })?;

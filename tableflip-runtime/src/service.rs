@@ -1,427 +1,26 @@
-//! The service lifecycle: what `#[tableflip::main]` generates, as a builder you can call by
-//! hand. Start-up, listeners, signals, readiness, shutdown hooks and bounded draining.
+//! The service builder: what `#[tableflip::main]` generates, as a builder you can call by
+//! hand. Listeners, signals, readiness, timeouts, shutdown hooks; the operator overrides
+//! from the environment are applied when it runs.
 
 use std::fmt;
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::addr::{Network, check_timeout, parse_duration};
-use crate::conn::{ConnHandoff, InheritedConn};
-use crate::error::{Error, UpgradeError};
-use crate::fds::{FdKind, FromFd};
-pub use crate::lifecycle::drain::ConnGuard;
+use crate::addr::{check_timeout, parse_duration};
+use crate::error::Error;
+use crate::handle::{Handle, ShutdownReason};
 use crate::lifecycle::drain::Hook;
+use crate::listeners::Listeners;
+use crate::outcome::Outcome;
+use crate::run::{self, Parts, ReadyMode};
 use crate::signals::Signal;
-use crate::upgrader::{ExitReason, Options, Upgrader};
-
-/// Why the service is shutting down: handed to `on_shutdown` hooks and returned by
-/// [`Handle::shutdown`].
-pub type ShutdownReason = ExitReason;
+use crate::spec::ListenerSpec;
+use crate::upgrader::Options;
 
 /// How long the old process may drain, unless configured otherwise.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// When the service counts as ready.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ReadyMode {
-    /// As soon as every declared listener is held, before the body runs.
-    #[default]
-    Auto,
-    /// When the body calls [`Handle::ready`].
-    Manual,
-}
-
-#[derive(Clone, Debug)]
-enum AddrSource {
-    Literal(String),
-    Env {
-        var: String,
-        default: Option<String>,
-    },
-}
-
-/// A declared listener: the parameter it feeds, its network and where its address comes from.
-#[derive(Clone, Debug)]
-pub struct ListenerSpec {
-    param: String,
-    network: String,
-    addr: AddrSource,
-    name: Option<String>,
-}
-
-impl ListenerSpec {
-    /// A listener on a fixed address, e.g. `ListenerSpec::new("http", "tcp", ":8080")`.
-    pub fn new(param: &str, network: &str, addr: &str) -> ListenerSpec {
-        ListenerSpec {
-            param: param.to_owned(),
-            network: network.to_owned(),
-            addr: AddrSource::Literal(addr.to_owned()),
-            name: None,
-        }
-    }
-
-    /// A listener whose address is read from the environment variable `var` at start-up,
-    /// falling back to `default` (if `None`, the variable is required).
-    pub fn from_env(param: &str, network: &str, var: &str, default: Option<&str>) -> ListenerSpec {
-        ListenerSpec {
-            param: param.to_owned(),
-            network: network.to_owned(),
-            addr: AddrSource::Env {
-                var: var.to_owned(),
-                default: default.map(str::to_owned),
-            },
-            name: None,
-        }
-    }
-
-    /// The systemd `FileDescriptorName=` this listener claims under socket activation.
-    pub fn name(mut self, name: &str) -> ListenerSpec {
-        self.name = Some(name.to_owned());
-        self
-    }
-
-    /// Resolves the address, checking an environment-supplied one.
-    fn address(&self) -> Result<String, Error> {
-        let addr = match &self.addr {
-            AddrSource::Literal(a) => return Ok(a.clone()),
-            AddrSource::Env { var, default } => match std::env::var(var) {
-                Ok(v) => v,
-                Err(std::env::VarError::NotPresent) => {
-                    default.clone().ok_or_else(|| Error::Env {
-                        name: var.clone(),
-                        value: String::new(),
-                        msg: format!("not set, and listener `{}` has no default", self.param),
-                    })?
-                }
-                Err(std::env::VarError::NotUnicode(v)) => {
-                    return Err(Error::Env {
-                        name: var.clone(),
-                        value: v.to_string_lossy().into_owned(),
-                        msg: "not valid UTF-8".into(),
-                    });
-                }
-            },
-        };
-        let var = match &self.addr {
-            AddrSource::Env { var, .. } => var,
-            AddrSource::Literal(_) => unreachable!(),
-        };
-        let network = Network::parse(&self.network)?;
-        crate::addr::parse_address(network, &addr).map_err(|e| Error::Env {
-            name: var.clone(),
-            value: addr.clone(),
-            msg: format!(
-                "not a valid {} address for listener `{}`: {e}",
-                self.network, self.param
-            ),
-        })?;
-        Ok(addr)
-    }
-}
-
-/// The declared listeners, acquired, for the body to take by parameter name.
-#[derive(Debug, Default)]
-pub struct Listeners {
-    entries: Vec<(String, FdKind, Network, OwnedFd)>,
-}
-
-impl Listeners {
-    pub(crate) fn push(&mut self, entry: (String, FdKind, Network, OwnedFd)) {
-        self.entries.push(entry);
-    }
-
-    /// Takes the listener declared for `param` as a `T` (tokio types need a runtime).
-    pub fn take<T: FromFd>(&mut self, param: &str) -> Result<T, Error> {
-        let pos = self
-            .entries
-            .iter()
-            .position(|(p, ..)| p == param)
-            .ok_or_else(|| {
-                Error::io(
-                    format!("no listener declared for `{param}`"),
-                    std::io::ErrorKind::NotFound.into(),
-                )
-            })?;
-        let (param, kind, network, fd) = self.entries.swap_remove(pos);
-        if !T::fits(kind, network) {
-            return Err(Error::WrongType {
-                ty: T::NAME,
-                kind: kind.as_str(),
-                network: network.to_string(),
-            });
-        }
-        T::from_fd(fd)
-            .map_err(|e| Error::io(format!("can't use listener `{param}` as {}", T::NAME), e))
-    }
-}
-
-/// What a service body may return: `()` or `Result<(), E>` with `E: Debug`, as with `main`.
-#[diagnostic::on_unimplemented(
-    message = "`main` must return `()` or `Result<(), E>` with `E: Debug`, not `{Self}`",
-    label = "this return type"
-)]
-pub trait Outcome {
-    /// `Err` with the error's `Debug` form, as std prints it.
-    fn into_outcome(self) -> Result<(), String>;
-}
-
-impl Outcome for () {
-    fn into_outcome(self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<E: fmt::Debug> Outcome for Result<(), E> {
-    fn into_outcome(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:?}"))
-    }
-}
-
-/// The running service's handle: readiness, upgrades, shutdown, runtime listeners, files
-/// for the next process, and in-flight connection tracking. Cheap to clone.
-///
-/// The body of a service gets one; serve until [`shutdown`](Handle::shutdown) resolves and
-/// count each connection with [`track`](Handle::track), so the drain ends as soon as the
-/// last one is done:
-///
-/// ```no_run
-/// use tableflip_runtime::{Handle, ListenerSpec, Service};
-/// use tokio::io::AsyncWriteExt;
-///
-/// async fn serve(listener: tokio::net::TcpListener, tf: Handle) -> std::io::Result<()> {
-///     loop {
-///         tokio::select! {
-///             accepted = listener.accept() => {
-///                 let (mut conn, _) = accepted?;
-///                 let in_flight = tf.track();
-///                 tokio::spawn(async move {
-///                     let _ = conn.write_all(b"hello\n").await;
-///                     drop(in_flight);
-///                 });
-///             }
-///             reason = tf.shutdown() => {
-///                 tracing::info!(?reason, "no longer accepting");
-///                 return Ok(());
-///             }
-///         }
-///     }
-/// }
-///
-/// fn main() -> std::process::ExitCode {
-///     Service::builder()
-///         .listener(ListenerSpec::new("http", "tcp", "127.0.0.1:8080"))
-///         .run(|mut listeners, tf| Ok(serve(listeners.take("http")?, tf)))
-/// }
-/// ```
-#[derive(Clone)]
-pub struct Handle {
-    pub(crate) upgrader: Upgrader,
-}
-
-impl fmt::Debug for Handle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("upgrader", &self.upgrader)
-            .field("in_flight", &self.in_flight())
-            .finish()
-    }
-}
-
-impl Handle {
-    /// A handle over an upgrader you built yourself.
-    pub fn new(upgrader: Upgrader) -> Handle {
-        Handle { upgrader }
-    }
-
-    /// The underlying upgrader.
-    pub fn upgrader(&self) -> &Upgrader {
-        &self.upgrader
-    }
-
-    /// Marks the service ready (with `ready = "manual"`; harmless otherwise): the previous
-    /// process, if any, starts to drain.
-    pub fn ready(&self) -> Result<(), Error> {
-        self.upgrader.ready()
-    }
-
-    /// Upgrades now, as the upgrade signal does; returns the new process's pid. On success
-    /// [`shutdown`](Self::shutdown) resolves with [`ShutdownReason::Upgraded`].
-    ///
-    /// ```no_run
-    /// # async fn demo(tf: tableflip_runtime::Handle) {
-    /// match tf.upgrade().await {
-    ///     Ok(pid) => tracing::info!(pid, "handed over"),
-    ///     Err(e) => tracing::error!(error = %e, "upgrade failed; still serving"),
-    /// }
-    /// # }
-    /// ```
-    pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
-        self.upgrader.upgrade().await
-    }
-
-    /// Begins a graceful stop (before ready: abandons the start; the process exits 1 without
-    /// ever saying ready).
-    pub fn stop(&self) {
-        self.upgrader.stop()
-    }
-
-    /// Resolves when the service should wind down: a successor took over, or it is stopping.
-    pub async fn shutdown(&self) -> ShutdownReason {
-        self.upgrader.exit().await
-    }
-
-    /// Has shutdown begun: a successor took over, or the service is stopping? From then on
-    /// the service should accept nothing new and tell clients of long-lived connections to
-    /// go elsewhere (an HTTP server answers with `Connection: close`, for instance).
-    /// [`shutdown`](Self::shutdown) resolves at the same moment.
-    pub fn is_draining(&self) -> bool {
-        self.upgrader.exit_reason().is_some()
-    }
-
-    /// Was this process started by an upgrade?
-    pub fn has_parent(&self) -> bool {
-        self.upgrader.has_parent()
-    }
-
-    /// Waits until the previous process has exited.
-    pub async fn wait_for_parent(&self) -> Result<(), Error> {
-        self.upgrader.wait_for_parent().await
-    }
-
-    /// A listener known only at run time: inherited or bound, and passed on at upgrades.
-    ///
-    /// ```no_run
-    /// # fn demo(tf: &tableflip_runtime::Handle) -> Result<(), tableflip_runtime::Error> {
-    /// let admin: tokio::net::TcpListener = tf.listen("tcp", "127.0.0.1:9090")?;
-    /// # Ok(()) }
-    /// ```
-    pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.upgrader.fds().listen(network, addr)
-    }
-
-    /// A packet socket known only at run time.
-    pub fn listen_packet<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.upgrader.fds().listen_packet(network, addr)
-    }
-
-    /// Hands a file (a memfd, a pipe) to the next process under `name`.
-    ///
-    /// The successor gets it back with [`file`](Self::file): the way to carry state
-    /// across an upgrade.
-    ///
-    /// ```no_run
-    /// # fn demo(tf: &tableflip_runtime::Handle) -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::io::{Read, Seek, Write};
-    /// use std::os::fd::AsFd;
-    ///
-    /// let mut state = match tf.file("counter")? {
-    ///     Some(fd) => std::fs::File::from(fd), // from the previous process
-    ///     None => {
-    ///         let f = tempfile_in_tmp()?;
-    ///         tf.add_file("counter", f.as_fd())?; // for the next one
-    ///         f
-    ///     }
-    /// };
-    /// let mut count = String::new();
-    /// state.rewind()?;
-    /// state.read_to_string(&mut count)?;
-    /// # Ok(()) }
-    /// # fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
-    /// #     std::fs::OpenOptions::new().read(true).write(true).create(true).open("/tmp/counter")
-    /// # }
-    /// ```
-    pub fn add_file(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
-        self.upgrader.fds().add_file(name, fd)
-    }
-
-    /// A file the previous process handed over under `name`.
-    pub fn file(&self, name: &str) -> Result<Option<OwnedFd>, Error> {
-        self.upgrader.fds().file(name)
-    }
-
-    /// Hands an established connection (tokio's or std's `TcpStream`, `UnixStream`,
-    /// `UdpSocket`, `UnixDatagram`, by reference) to the next process under `(network,
-    /// addr)`, as Go's `AddConn` does (wire kind `conn`); `addr` is a free-form key, such as
-    /// the peer's address. Keep the returned [`ConnHandoff`] while serving the connection;
-    /// at the handover, stop reading and [`release`](ConnHandoff::release) it with what you
-    /// read and did not process. See [`InheritedConn`] for the successor's side.
-    ///
-    /// ```no_run
-    /// # async fn demo(tf: tableflip_runtime::Handle, stream: tokio::net::TcpStream) -> Result<(), tableflip_runtime::Error> {
-    /// use tokio::io::AsyncReadExt;
-    ///
-    /// let peer = stream.peer_addr().map_err(|e| tableflip_runtime::Error::io("peer", e))?;
-    /// let handoff = tf.add_conn("tcp", &peer.to_string(), &stream)?;
-    /// let mut stream = stream;
-    /// let mut pending = Vec::new();
-    /// loop {
-    ///     tokio::select! {
-    ///         read = stream.read_buf(&mut pending) => {
-    ///             if read.unwrap_or(0) == 0 { return Ok(()) } // closed: dropping `handoff` withdraws it
-    ///             // ... answer the complete requests in `pending`, keep the rest ...
-    ///         }
-    ///         _ = tf.shutdown() => {
-    ///             handoff.release(&pending); // the successor goes on from here
-    ///             return Ok(());
-    ///         }
-    ///     }
-    /// }
-    /// # }
-    /// ```
-    pub fn add_conn(
-        &self,
-        network: &str,
-        addr: &str,
-        conn: impl std::os::fd::AsFd,
-    ) -> Result<ConnHandoff, Error> {
-        crate::conn::add(&self.upgrader, network, addr, conn)
-    }
-
-    /// Claims a connection the previous process handed over under `(network, addr)`, as a
-    /// `T` (tokio's or std's `TcpStream`, `UnixStream`, `UdpSocket`, `UnixDatagram`, or
-    /// `OwnedFd`); `None` if there is none. Claim before saying ready (`ready = "manual"`):
-    /// ready closes what nobody claimed. Read it only after [`InheritedConn::resume`].
-    ///
-    /// ```no_run
-    /// # async fn demo(tf: tableflip_runtime::Handle) -> Result<(), tableflip_runtime::Error> {
-    /// for (network, addr) in tf.conns()? {
-    ///     if let Some(conn) = tf.conn::<tokio::net::TcpStream>(&network, &addr)? {
-    ///         tokio::spawn(async move {
-    ///             let resumed = conn.resume().await; // the old process stopped reading it
-    ///             // serve resumed.conn, starting with resumed.unread; keep resumed.handoff
-    ///         });
-    ///     }
-    /// }
-    /// tf.ready()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn conn<T: FromFd>(
-        &self,
-        network: &str,
-        addr: &str,
-    ) -> Result<Option<InheritedConn<T>>, Error> {
-        crate::conn::claim(&self.upgrader, network, addr)
-    }
-
-    /// The `(network, addr)` keys of handed-over connections not claimed yet.
-    pub fn conns(&self) -> Result<Vec<(String, String)>, Error> {
-        crate::conn::inherited(&self.upgrader)
-    }
-
-    /// Counts a connection as in flight until the guard is dropped; the drain after a
-    /// handover or stop ends as soon as the body has returned and no guard is left.
-    pub fn track(&self) -> ConnGuard {
-        self.upgrader.inner().tracker.track()
-    }
-
-    /// How many connections are in flight.
-    pub fn in_flight(&self) -> usize {
-        self.upgrader.inner().in_flight()
-    }
-}
 
 /// Builds and runs a service: what `#[tableflip::main]` expands to.
 ///
@@ -449,7 +48,7 @@ pub struct Service {
     hooks: Vec<Hook>,
     listeners: Vec<ListenerSpec>,
     runtime: Option<tokio::runtime::Builder>,
-    pub(crate) default_subscriber: bool,
+    default_subscriber: bool,
 }
 
 impl fmt::Debug for Service {
@@ -568,19 +167,12 @@ impl Service {
         R: Outcome,
     {
         crate::env::init();
-        crate::lifecycle::run(self, main)
+        let subscriber = self.default_subscriber;
+        match self.into_parts() {
+            Ok(parts) => run::run(parts, subscriber, main),
+            Err(e) => run::fail(&e),
+        }
     }
-}
-
-pub(crate) struct Parts {
-    pub(crate) options: Options,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) upgrade_signal: Signal,
-    pub(crate) stop_signals: Vec<Signal>,
-    pub(crate) ready: ReadyMode,
-    pub(crate) hooks: Vec<Hook>,
-    pub(crate) listeners: Vec<ListenerSpec>,
-    pub(crate) runtime: Option<tokio::runtime::Builder>,
 }
 
 impl Service {
@@ -658,29 +250,4 @@ fn env_duration(name: &str) -> Result<Option<Duration>, Error> {
             value,
             msg,
         })
-}
-
-/// Acquires a declared listener: inherited by key, else activated by systemd (by name, else
-/// by address and socket type), else bound.
-pub(crate) fn acquire(
-    upgrader: &Upgrader,
-    spec: &ListenerSpec,
-) -> Result<(String, FdKind, Network, OwnedFd), Error> {
-    let addr = spec.address()?;
-    let network = Network::parse(&spec.network)?;
-    let kind = if network.is_packet() {
-        FdKind::Packet
-    } else {
-        FdKind::Listener
-    };
-    let fd = upgrader
-        .fds()
-        .listen_activated::<OwnedFd>(spec.name.as_deref(), &spec.network, &addr);
-    let fd = fd.map_err(|e| Error::Listener {
-        param: spec.param.clone(),
-        network: spec.network.clone(),
-        addr: addr.clone(),
-        source: Box::new(e),
-    })?;
-    Ok((spec.param.clone(), kind, network, fd))
 }

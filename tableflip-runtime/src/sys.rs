@@ -250,11 +250,15 @@ impl ShimPlan {
             .enumerate()
             .map(|(i, fd)| (fd.as_raw_fd(), first + i as RawFd))
             .collect::<Vec<_>>();
-        debug_assert!(
-            places
-                .iter()
-                .all(|&(src, _)| src >= first + fds.len() as RawFd)
-        );
+        // Placing one with `dup2` must never overwrite another still to be placed.
+        if places
+            .iter()
+            .any(|&(src, _)| src < first + fds.len() as RawFd)
+        {
+            return Err(io::Error::other(
+                "a descriptor to hand over sits where another must be placed",
+            ));
+        }
         #[cfg(target_os = "linux")]
         let max_signal = nix::libc::SIGRTMAX();
         #[cfg(not(target_os = "linux"))]

@@ -72,11 +72,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::env::Startup;
 use crate::error::{Error, UpgradeError};
-use crate::fds::FromFd;
-use crate::lifecycle::driver::Msg;
-use crate::lifecycle::phase::Event;
-use crate::service::{Handle, ListenerSpec, Listeners, acquire};
-use crate::upgrader::{ExitReason, Inner, Upgrader};
+use crate::fds::{Fds, FromFd};
+use crate::handle::Handle;
+use crate::lifecycle::core::{Gate, Inner};
+use crate::lifecycle::msg::{Msg, Published};
+use crate::lifecycle::phase::{Event, ExitReason};
+use crate::listeners::{Listeners, acquire};
+use crate::spec::ListenerSpec;
+use crate::systemd::Notifier;
+use crate::upgrader::{DEFAULT_UPGRADE_TIMEOUT, Upgrader};
 
 /// A service double: a real [`Handle`] whose world the test controls. See the [module
 /// docs](self).
@@ -108,7 +112,22 @@ impl TestService {
             listen_vars: [None, None, None],
             activation: Mutex::new(None),
         });
-        let (upgrader, rx) = Upgrader::detached(startup);
+        // No parent, no systemd, no pid file, and no lifecycle driver: `answer` plays it.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let upgrader = Upgrader::from_inner(Arc::new(Inner {
+            startup,
+            timeout: DEFAULT_UPGRADE_TIMEOUT,
+            pid_file: None,
+            parent: None,
+            fds: Fds::new(Vec::new(), None),
+            gate: Mutex::new(Gate::Pending),
+            keep_open: Mutex::new(Vec::new()),
+            systemd: Notifier::default(),
+            tx,
+            published: watch::channel(Published::default()).0,
+            tracker: Arc::default(),
+            drain: OnceLock::new(),
+        }));
         let seen = Arc::new(Seen {
             ready: watch::channel(false).0,
             upgrade_requests: AtomicUsize::new(0),

@@ -1,7 +1,6 @@
 //! The upgrader: Go tableflip's `Upgrader`, with the same states and outcomes.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -9,19 +8,18 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::addr::check_timeout;
-use crate::env::{self, Startup};
+use crate::env;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Fds;
-use crate::lifecycle::drain::{self, Tracker};
-use crate::lifecycle::driver::{self, Msg, Published};
+use crate::lifecycle::core::{Gate, Inner};
+use crate::lifecycle::driver;
+use crate::lifecycle::msg::{Msg, Published};
 use crate::lifecycle::phase::Event;
+pub use crate::lifecycle::phase::{ExitReason, RESCUES};
 use crate::net::ListenHook;
-use crate::parent::{Parent, ReadySent};
+use crate::parent::ReadySent;
 use crate::pidfile;
 use crate::systemd::Notifier;
-
-/// How many times a process replaces a successor that crashed while it still lives.
-pub const RESCUES: u32 = 3;
 
 /// How long a new process has to become ready, unless configured otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,67 +45,6 @@ impl fmt::Debug for Options {
             .field("pid_file", &self.pid_file)
             .field("listen_hook", &self.listen_hook.as_ref().map(|_| ".."))
             .finish()
-    }
-}
-
-/// Why the process should exit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExitReason {
-    /// A successor is ready and serving: drain and exit.
-    Upgraded,
-    /// The service was stopped.
-    Stopped,
-}
-
-/// Has this process said ready? Decided under one lock, so that a stop before ready and
-/// `ready()` cannot both win.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Gate {
-    Pending,
-    Ready,
-    Abandoned,
-}
-
-/// The upgrader's state, shared with the lifecycle driver (which alone changes the phase).
-pub(crate) struct Inner {
-    pub(crate) startup: &'static Startup,
-    pub(crate) timeout: Duration,
-    pid_file: Option<PathBuf>,
-    pub(crate) parent: Option<Parent>,
-    pub(crate) fds: Fds,
-    gate: Mutex<Gate>,
-    /// The names pipes of successors: closed only when this process exits.
-    pub(crate) keep_open: Mutex<Vec<OwnedFd>>,
-    /// systemd's notification socket, if `NOTIFY_SOCKET` is set.
-    pub(crate) systemd: Notifier,
-    /// Events for the driver.
-    pub(crate) tx: mpsc::UnboundedSender<Msg>,
-    /// What the driver publishes.
-    pub(crate) published: watch::Sender<Published>,
-    /// Connections in flight.
-    pub(crate) tracker: Arc<Tracker>,
-    /// What a service drains (unset for a bare upgrader).
-    pub(crate) drain: OnceLock<drain::Plan>,
-}
-
-impl Inner {
-    /// Connections in flight.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.tracker.in_flight()
-    }
-
-    /// Abandons the start if this process has not said ready: the parent (if any) sees
-    /// its ready pipe closed without the ready byte. False if ready was already said.
-    pub(crate) fn abandon_start(&self) -> bool {
-        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-        if *gate != Gate::Pending {
-            return false;
-        }
-        *gate = Gate::Abandoned;
-        if let Some(parent) = &self.parent {
-            parent.abandon();
-        }
-        true
     }
 }
 
@@ -209,25 +146,9 @@ impl Upgrader {
         Ok(Upgrader { inner })
     }
 
-    /// An upgrader with no parent, no systemd, no pid file and no lifecycle driver: whoever
-    /// holds the receiver plays the driver (the test double, `testing.rs`).
-    pub(crate) fn detached(startup: &'static Startup) -> (Upgrader, mpsc::UnboundedReceiver<Msg>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            startup,
-            timeout: DEFAULT_UPGRADE_TIMEOUT,
-            pid_file: None,
-            parent: None,
-            fds: Fds::new(Vec::new(), None),
-            gate: Mutex::new(Gate::Pending),
-            keep_open: Mutex::new(Vec::new()),
-            systemd: Notifier::default(),
-            tx,
-            published: watch::channel(Published::default()).0,
-            tracker: Arc::default(),
-            drain: OnceLock::new(),
-        });
-        (Upgrader { inner }, rx)
+    /// An upgrader over state built elsewhere (the test double, `testing.rs`).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Upgrader {
+        Upgrader { inner }
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-use super::driver::Msg;
-use super::phase::Event;
-use crate::upgrader::{ExitReason, Inner};
+use super::msg::Msg;
+use super::phase::{Event, ExitReason};
 
 /// An `on_shutdown` hook.
 pub(crate) type Hook =
@@ -79,10 +78,15 @@ impl Tracker {
     }
 }
 
-/// Shutdown begins: for a service, run the hooks, wait for the body and the connections in
-/// flight (then `Drained`), and arm the drain timeout (then `DrainTimeout`).
-pub(crate) fn begin(core: &Arc<Inner>, reason: ExitReason) {
-    let Some(plan) = core.drain.get() else {
+/// Shutdown begins: for a service (`plan` is set), run the hooks, wait for the body and the
+/// connections in flight (then `Drained`), and arm the drain timeout (then `DrainTimeout`).
+pub(crate) fn begin(
+    plan: Option<Arc<Plan>>,
+    tracker: Arc<Tracker>,
+    tx: mpsc::UnboundedSender<Msg>,
+    reason: ExitReason,
+) {
+    let Some(plan) = plan else {
         tracing::info!(?reason, "shutting down");
         return;
     };
@@ -91,21 +95,19 @@ pub(crate) fn begin(core: &Arc<Inner>, reason: ExitReason) {
         drain_timeout_ms = plan.timeout.as_millis() as u64,
         "shutting down"
     );
-    let tx = core.tx.clone();
     let timeout = plan.timeout;
+    let timer = tx.clone();
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
-        let _ = tx.send(Msg::Event(Event::DrainTimeout));
+        let _ = timer.send(Msg::Event(Event::DrainTimeout));
     });
-    let core = core.clone();
     tokio::spawn(async move {
-        let Some(plan) = core.drain.get() else { return };
         for hook in &plan.hooks {
             hook(reason).await;
         }
         let mut body_done = plan.body_done.clone();
         let _ = body_done.wait_for(|done| *done).await;
-        core.tracker.wait_idle().await;
-        let _ = core.tx.send(Msg::Event(Event::Drained));
+        tracker.wait_idle().await;
+        let _ = tx.send(Msg::Event(Event::Drained));
     });
 }

@@ -2,45 +2,19 @@
 //! [`Phase::on`], and the effects are carried out here. Everything else sends it events or
 //! watches what it publishes.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
+use super::core::Inner;
 use super::drain;
+use super::msg::{Handover, Msg};
+use super::phase::ExitReason;
 use super::phase::{Effect, Event, Exit, Facts, Phase, Refusal};
-use crate::child::{self, Gone, Watch};
+use crate::child::{self, Gone};
 use crate::error::{UpgradeError, chain};
-use crate::upgrader::{ExitReason, Inner};
-
-/// What the driver is sent: an event, or an event with something attached.
-pub(crate) enum Msg {
-    /// A plain event.
-    Event(Event),
-    /// `upgrade()`: answered on the sender.
-    Upgrade(oneshot::Sender<Result<u32, UpgradeError>>),
-    /// An upgrade's outcome, with the handed-over successor.
-    Upgraded(Result<Handover, UpgradeError>),
-    /// A replacement's outcome.
-    Rescued(Result<Handover, UpgradeError>),
-}
-
-/// A successor handed over, to be watched.
-pub(crate) struct Handover {
-    pid: u32,
-    watch: Watch,
-}
-
-/// What the driver publishes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Published {
-    /// Why the process shuts down, once it does (`shutdown()` resolves).
-    pub(crate) exit: Option<ExitReason>,
-    /// How the process exits, once it does.
-    pub(crate) done: Option<Exit>,
-}
 
 /// The driver's own state, beside the phase.
 struct Driver {
@@ -175,7 +149,7 @@ impl Driver {
                     if !reloading_sent {
                         core.systemd.reloading();
                     }
-                    let result = upgrade(&core, cancelled, "upgrade").await;
+                    let result = guarded_upgrade(core.clone(), cancelled, "upgrade").await;
                     let _ = core.tx.send(Msg::Upgraded(result));
                 });
             }
@@ -260,7 +234,12 @@ impl Driver {
                     core.fds.close_and_remove_used();
                 }
                 core.published.send_modify(|p| p.exit = Some(reason));
-                drain::begin(core, reason);
+                drain::begin(
+                    core.drain.get().cloned(),
+                    core.tracker.clone(),
+                    core.tx.clone(),
+                    reason,
+                );
             }
             Effect::TellParentStopping => {
                 if let Some(parent) = &core.parent {
@@ -285,7 +264,7 @@ impl Driver {
                 tokio::spawn(async move {
                     // Never cancelled: a replacement outlives this process if need be.
                     let (_keep, cancelled) = watch::channel(false);
-                    let result = upgrade(&core, cancelled, "replacement").await;
+                    let result = guarded_upgrade(core.clone(), cancelled, "replacement").await;
                     let _ = core.tx.send(Msg::Rescued(result));
                     drop(_keep);
                 });
@@ -337,6 +316,22 @@ impl Driver {
     }
 }
 
+/// [`upgrade`] in a task of its own: should it panic (a bug), the upgrade fails with an error
+/// instead of leaving the state machine waiting forever for its outcome, and the service goes
+/// on serving and can be upgraded again.
+async fn guarded_upgrade(
+    core: Arc<Inner>,
+    cancelled: watch::Receiver<bool>,
+    what: &'static str,
+) -> Result<Handover, UpgradeError> {
+    match tokio::spawn(async move { upgrade(&core, cancelled, what).await }).await {
+        Ok(result) => result,
+        Err(e) => Err(UpgradeError::Io(std::io::Error::other(format!(
+            "internal error while upgrading: {e}"
+        )))),
+    }
+}
+
 /// Starts a successor with everything in use and waits until it is ready (then hands it
 /// over and tells systemd), fails, times out or is cancelled.
 async fn upgrade(
@@ -349,7 +344,7 @@ async fn upgrade(
         let started = Instant::now();
         let files = core
             .fds
-            .snapshot(crate::parent::READY_FD)
+            .snapshot(crate::handshake::READY_FD)
             .map_err(UpgradeError::Io)?;
         tracing::info!(files = files.len(), "starting the new process");
         let ready = child::upgrade(core.startup, files, core.timeout, cancelled).await?;
@@ -368,15 +363,4 @@ async fn upgrade(
     }
     .instrument(span)
     .await
-}
-
-impl Inner {
-    /// Holds a successor's names pipe open until this process exits (it tells the successor
-    /// we are alive).
-    pub(crate) fn keep_open(&self, names: OwnedFd) {
-        self.keep_open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(names);
-    }
 }

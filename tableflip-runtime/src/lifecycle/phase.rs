@@ -6,7 +6,18 @@
 use crate::child::Gone;
 use crate::error::UpgradeError;
 use crate::signals::Signal;
-use crate::upgrader::{ExitReason, RESCUES};
+
+/// How many times a process replaces a successor that crashed while it still lives.
+pub const RESCUES: u32 = 3;
+
+/// Why the process should exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitReason {
+    /// A successor is ready and serving: drain and exit.
+    Upgraded,
+    /// The service was stopped.
+    Stopped,
+}
 
 /// Where the process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

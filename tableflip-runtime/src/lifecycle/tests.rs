@@ -1,11 +1,12 @@
 //! The transition table, driven with every event in every phase: the resulting phase and
 //! effects are checked against the table below, which is docs/lifecycle.md's.
 
-use super::phase::{Drain, Effect::*, Event, Exit, Facts, Phase, Phase::*, Refusal};
+use super::phase::{
+    Drain, Effect::*, Event, Exit, ExitReason, Facts, Phase, Phase::*, RESCUES, Refusal,
+};
 use crate::child::Gone;
 use crate::error::UpgradeError;
 use crate::signals::Signal::{SIGINT, SIGTERM};
-use crate::upgrader::{ExitReason, RESCUES};
 
 const ALONE: Facts = Facts {
     parent_alive: false,
