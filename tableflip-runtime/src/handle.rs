@@ -184,10 +184,10 @@ impl Handle {
     /// read and did not process. See [`InheritedConn`] for the successor's side.
     ///
     /// ```no_run
-    /// # async fn demo(tf: tableflip_runtime::Handle, stream: tokio::net::TcpStream) -> Result<(), tableflip_runtime::Error> {
+    /// # async fn demo(tf: tableflip_runtime::Handle, stream: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
     /// use tokio::io::AsyncReadExt;
     ///
-    /// let peer = stream.peer_addr().map_err(|e| tableflip_runtime::Error::io("peer", e))?;
+    /// let peer = stream.peer_addr()?;
     /// let handoff = tf.add_conn("tcp", &peer.to_string(), &stream)?;
     /// let mut stream = stream;
     /// let mut pending = Vec::new();
