@@ -201,3 +201,46 @@ async fn the_service_closure_runs_unchanged_on_the_doubles_listeners() {
     assert_eq!(reason, ShutdownReason::Stopped);
     assert_eq!(double.shutdown_reason(), Some(ShutdownReason::Stopped));
 }
+
+#[tokio::test]
+async fn unix_streams_and_connected_udp_sockets_are_handed_over_like_tcp() {
+    let double = TestService::new();
+    let tf = double.handle();
+    let (unix, _peer) = tokio::net::UnixStream::pair().unwrap();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.connect("127.0.0.1:9").await.unwrap();
+    let unix_handoff = tf.add_conn("unix", "peer-1", &unix).unwrap();
+    let udp_handoff = tf.add_conn("udp", "127.0.0.1:9", &udp).unwrap();
+    assert_eq!(
+        (unix_handoff.network(), unix_handoff.addr()),
+        ("unix", "peer-1")
+    );
+    // A socket that does not fit its network is refused, with the reason.
+    let err = tf.add_conn("tcp", "x", &udp).unwrap_err();
+    assert!(err.to_string().contains("conn:tcp:x"), "{err}");
+    let listener = double.tcp_listener().unwrap();
+    let err = tf.add_conn("tcp", "y", &listener).unwrap_err();
+    assert!(format!("{err:?}").contains("listening"), "{err:?}");
+
+    double.hand_over();
+    assert!(unix_handoff.release(b""));
+    assert!(udp_handoff.release(b""));
+}
+
+#[tokio::test]
+async fn a_connection_withdrawn_before_the_handover_is_not_passed_on() {
+    let double = TestService::new();
+    let tf = double.handle();
+    let (kept, _a) = tokio::net::UnixStream::pair().unwrap();
+    let (ended, _b) = tokio::net::UnixStream::pair().unwrap();
+    let kept = tf.add_conn("unix", "kept", &kept).unwrap();
+    drop(tf.add_conn("unix", "ended", &ended).unwrap()); // the session ended
+    // What the next process would get: the kept session and the release channel.
+    assert_eq!(tf.upgrader().fds().len(), 2);
+    double.hand_over();
+    assert!(kept.release(b"partial"), "the kept session was passed on");
+    // Recorded after the handover began: the successor never got it; serve it on.
+    let (late, _c) = tokio::net::UnixStream::pair().unwrap();
+    let late = tf.add_conn("unix", "late", &late).unwrap();
+    assert!(!late.release(b""), "a session the successor never got");
+}
