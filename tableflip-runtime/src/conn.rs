@@ -150,13 +150,14 @@ fn start(upgrader: &Upgrader) -> Result<(), Error> {
     if state.started {
         return Ok(());
     }
-    let (tx, rx) = watch::channel(Released::default());
-    let inherited = fds.take_inherited_file(CHANNEL);
-    tokio::spawn(read_releases(inherited, tx, upgrader.clone()));
+    // Lock order: this registry, then the descriptors' (`Fds` never nests them the other way).
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::io("can't create the handover channel", e))?;
     ours.set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(|e| Error::io("can't set up the handover channel", e))?;
+    let (tx, rx) = watch::channel(Released::default());
+    let inherited = fds.take_inherited_file(CHANNEL);
+    tokio::spawn(read_releases(inherited, tx, upgrader.clone()));
     fds.add_file(CHANNEL, theirs.as_fd())?;
     state.incoming = Some(rx);
     state.writer = Some(ours);

@@ -491,14 +491,20 @@ impl Fds {
     /// numbered at or above `first + 2 + n` (n = how many there are), so that placing them at
     /// `first + 2 + i` in the child never overwrites one still to be placed.
     pub(crate) fn snapshot(&self, first: RawFd) -> io::Result<Vec<(Key, OwnedFd)>> {
-        let inner = self.lock();
-        let above = first + 2 + inner.used.len() as RawFd;
-        let mut keys: Vec<&Key> = inner.used.keys().collect();
-        keys.sort_by_cached_key(|k| k.to_string());
-        self.conns.passing(keys.iter().copied());
-        keys.into_iter()
-            .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
-            .collect()
+        let passed: io::Result<Vec<(Key, OwnedFd)>> = {
+            let inner = self.lock();
+            let above = first + 2 + inner.used.len() as RawFd;
+            let mut keys: Vec<&Key> = inner.used.keys().collect();
+            keys.sort_by_cached_key(|k| k.to_string());
+            keys.into_iter()
+                .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
+                .collect()
+        };
+        // Not under this lock: the connection registry takes it under its own.
+        if let Ok(passed) = &passed {
+            self.conns.passing(passed.iter().map(|(k, _)| k));
+        }
+        passed
     }
 
     /// How many descriptors are in use.
