@@ -20,11 +20,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
 fn main() -> ExitCode {
-    // Before any thread: take over what the parent passed and scrub the environment.
-    tableflip::init();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
+    // Threads first: the safe API never touches the environment (`Upgrader::new` reads what
+    // the parent passed, and the successor is started without the handshake's variables).
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(serve()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,11 +40,14 @@ async fn serve() -> Result<(), tableflip::Error> {
         Ok(v) => Some(tableflip::parse_duration(&v)?),
         Err(_) => None,
     };
-    let upg = Upgrader::new(Options {
-        pid_file: std::env::var_os("TABLEFLIP_PID_FILE").map(Into::into),
-        upgrade_timeout,
-        ..Options::default()
-    })?;
+    let mut options = Options::default();
+    if let Some(path) = std::env::var_os("TABLEFLIP_PID_FILE") {
+        options = options.pid_file(path);
+    }
+    if let Some(timeout) = upgrade_timeout {
+        options = options.upgrade_timeout(timeout);
+    }
+    let upg = Upgrader::new(options)?;
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     // Under systemd socket activation, the socket named `http` (FileDescriptorName=).
     let listener: TcpListener = upg.fds().listen_activated(Some("http"), "tcp", &addr)?;

@@ -1,6 +1,7 @@
 //! What generated code reaches. Not public API.
 
 pub use tableflip_runtime as runtime;
+pub use tableflip_runtime::__private::SENTINEL;
 pub use tokio;
 
 /// Pins the output type of the body's future, so that `?` inside it infers its error type

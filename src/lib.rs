@@ -7,6 +7,23 @@
 //!
 //! Everything `#[tableflip::main]` generates is plain [`Service`] builder code; see the
 //! README for the equivalent hand-written form.
+//!
+//! # API at a glance
+//!
+//! | item | what it is for |
+//! |---|---|
+//! | [`#[tableflip::main]`](macro@main) | an `async fn` whose parameters are listeners, run as a service |
+//! | [`Service`] | the same, as a builder: [`ListenerSpec`]s, [`Signal`]s, [`ReadyMode`], timeouts, hooks, logging |
+//! | [`Handle`] | the running service: [`shutdown`](Handle::shutdown), [`is_draining`](Handle::is_draining), [`track`](Handle::track) a connection, [`ready`](Handle::ready), [`upgrade`](Handle::upgrade), [`listen`](Handle::listen) at run time, [`add_file`](Handle::add_file)/[`file`](Handle::file) to carry state |
+//! | [`Listeners`] | the declared listeners, taken by parameter name as any [`FromFd`] type |
+//! | [`Upgrader`], [`Options`], [`Fds`] | Go tableflip's API, for a service without the builder |
+//! | [`init`], [`init_env`] | read what the process inherited early; `init_env` (`unsafe`, before any thread) also removes the handshake's variables from the environment |
+//! | [`AcceptBackoff`] | back off and log at a bounded rate when `accept` fails |
+//! | [`Error`], [`UpgradeError`], [`AddrError`] | typed errors; every cause kept as `source()` |
+//! | [`Network`], [`parse_duration`] | Go's network names and durations, as the attribute reads them |
+//!
+//! The environment variables `TABLEFLIP_PID_FILE`, `TABLEFLIP_UPGRADE_TIMEOUT` and
+//! `TABLEFLIP_DRAIN_TIMEOUT` override the builder's settings at start-up.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -53,11 +70,12 @@
 /// | `on_shutdown = path` or `[path, ...]` | `async fn(tableflip::ShutdownReason)`s run, in order, when shutdown begins | none |
 /// | `flavor = "multi_thread"` or `"current_thread"` | the tokio runtime, as in `#[tokio::main]` | `"multi_thread"` |
 /// | `worker_threads = 4` | the multi-threaded runtime's worker count | one per core |
+/// | `subscriber = false` | install no `tracing` subscriber; the default one (stderr, `RUST_LOG`, no colours or timestamps when stderr is the journal) is never installed over one already set, and needs the `subscriber` feature (default) | `true` |
 /// | `crate = "path"` | where the `tableflip` facade is, when renamed | `"tableflip"` |
 ///
 /// Durations are written as in Go: `"500ms"`, `"30s"`, `"2m"`, `"1m30s"` (units `ns`, `us`,
 /// `ms`, `s`, `m`, `h`) and checked at compile time. Signals are named as in
-/// `tableflip::Signal` (`nix`'s `Signal`); `SIGKILL`, `SIGSTOP` and the fault signals
+/// [`Signal`]; `SIGKILL`, `SIGSTOP` and the fault signals
 /// can't be handled, and the upgrade signal can't also be a stop signal. Operators can
 /// override `pid_file`, `upgrade_timeout` and `drain_timeout` at start-up through
 /// `TABLEFLIP_PID_FILE`, `TABLEFLIP_UPGRADE_TIMEOUT` and `TABLEFLIP_DRAIN_TIMEOUT`.
@@ -92,7 +110,13 @@
 ///
 /// # What it expands to
 ///
-/// Only builder calls on the public API, so the same service can be written by hand. This
+/// Only calls on the public API, so the same service can be written by hand: first
+/// [`init_env`], which reads what the process inherited and removes the handshake's
+/// variables from the environment (it is `unsafe` because changing the environment is only
+/// sound before any thread exists; the attribute allows `unsafe_code` for that one call, so
+/// a crate with `#![forbid(unsafe_code)]` writes the builder by hand without it: the
+/// variables are then only kept from the processes an upgrade starts), then the builder.
+/// This
 /// ```no_run
 /// # async fn flush(_: tableflip::ShutdownReason) {}
 /// #[tableflip::main(
@@ -118,6 +142,8 @@
 /// use tableflip::{ListenerSpec, ReadyMode, Service, Signal};
 ///
 /// fn main() -> std::process::ExitCode {
+///     // SAFETY: the first thing `main` does: no other thread exists yet.
+///     unsafe { tableflip::init_env() };
 ///     Service::builder()
 ///         .upgrade_signal(Signal::SIGUSR2)
 ///         .stop_signals([Signal::SIGTERM])

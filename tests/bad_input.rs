@@ -34,7 +34,7 @@ impl Played {
         let stderr_path = dir.join(format!("played-{n}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut cmd = Command::new(exe);
-        cmd.env(tableflip::SENTINEL, "yes")
+        cmd.env(tableflip::__private::SENTINEL, "yes")
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied())
             .current_dir(dir)

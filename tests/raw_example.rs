@@ -109,3 +109,61 @@ fn successor_hanging_in_initialisation_is_killed_and_the_old_pid_serves() {
         &[("TABLEFLIP_UPGRADE_TIMEOUT", "500ms")],
     );
 }
+
+/// The variable names in `/proc/<pid>/environ`: what the process was started with.
+fn environ_names(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    raw.split(|b| *b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=').map(|(k, _)| k.to_owned())
+        })
+        .collect()
+}
+
+/// The safe path never changes the environment (`raw` builds its runtime, with its threads,
+/// before `Upgrader::new`), yet the successor an upgrade starts sees none of the variables
+/// that describe its parent's own inheritance: socket activation meant for another process
+/// is ignored and not passed on, and the sentinel is the successor's own.
+#[test]
+fn a_program_that_starts_threads_first_upgrades_and_passes_on_no_listen_variables() {
+    let scratch = Scratch::new("raw-env");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let svc = Service::start(
+        &example("raw"),
+        &scratch,
+        &[
+            ("ADDR", &addr.to_string()),
+            ("LISTEN_FDS", "1"),
+            ("LISTEN_PID", "1"),
+            ("LISTEN_FDNAMES", "http"),
+        ],
+    );
+    wait_until("first answer", || hello(addr).is_ok());
+    let first = svc.first_pid();
+    assert_eq!(hello(addr).unwrap(), first, "the service on {addr} is ours");
+    assert!(environ_names(first).iter().any(|v| v == "LISTEN_FDS"));
+
+    signal(first, Signal::SIGHUP);
+    let next = wait_new_pid(addr, first);
+    svc.track(next);
+    let names = environ_names(next);
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        assert!(
+            !names.iter().any(|v| v == var),
+            "the successor was started with {var}: {names:?}"
+        );
+    }
+    assert!(
+        names.iter().any(|v| v == "ADDR"),
+        "the rest of the environment is passed on: {names:?}"
+    );
+    assert!(
+        wait_reaped(first, WAIT).is_some() || is_gone(first),
+        "old pid {first} still there"
+    );
+
+    signal(next, Signal::SIGTERM);
+    assert_eq!(wait_reaped(next, WAIT), Some(0), "SIGTERM exit code");
+}

@@ -188,6 +188,63 @@ impl Address {
     }
 }
 
+/// A network and an address for it, parsed once: what a listener is declared on.
+///
+/// The address is kept as written too (`as_str`), for keys, hooks and messages.
+///
+/// ```
+/// use tableflip_addr::{Address, Endpoint, Network};
+///
+/// let ep = Endpoint::parse("tcp", ":8080").unwrap();
+/// assert_eq!(ep.network(), Network::Tcp);
+/// assert_eq!(ep.address(), &Address::Inet { host: None, port: 8080 });
+/// assert_eq!(ep.as_str(), ":8080");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    network: Network,
+    address: Address,
+    text: String,
+}
+
+impl Endpoint {
+    /// Parses a network name and an address for it.
+    pub fn parse(network: &str, addr: &str) -> Result<Endpoint, AddrError> {
+        Endpoint::new(Network::parse(network)?, addr)
+    }
+
+    /// Parses an address for `network`.
+    pub fn new(network: Network, addr: &str) -> Result<Endpoint, AddrError> {
+        Ok(Endpoint {
+            network,
+            address: parse_address(network, addr)?,
+            text: addr.to_owned(),
+        })
+    }
+
+    /// The network.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
+    /// The parsed address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The address as written, e.g. `":8080"`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Endpoint {
+    /// Writes the network and the address as written, e.g. `tcp ":8080"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.network, self.text)
+    }
+}
+
 /// An invalid network name, address or duration.
 ///
 /// Its `Display` is one line that says what was wrong and shows an example of the

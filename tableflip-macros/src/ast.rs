@@ -31,6 +31,8 @@ pub(crate) struct Options {
     pub(crate) flavor: Option<Spanned<Flavor>>,
     /// `worker_threads = N`.
     pub(crate) worker_threads: Option<LitInt>,
+    /// `subscriber = false`: install no `tracing` subscriber.
+    pub(crate) subscriber: Option<Spanned<bool>>,
     /// `crate = "path"`: where the facade lives.
     pub(crate) krate: Option<Path>,
     /// `crate = ...` was given but could not be used: the fallback then leaves out the

@@ -67,6 +67,11 @@ pub(crate) fn expand(options: &Options, main: &Main) -> TokenStream {
         #(#attrs)*
         #vis #fn_token #ident() -> ::std::process::ExitCode {
             #(#checks)*
+            // SAFETY: the first thing `main` does: no other thread exists yet.
+            #[allow(unsafe_code)]
+            unsafe {
+                #root::init_env();
+            }
             #root::Service::builder()
                 #config
                 #(.listener(#listeners))*
@@ -147,6 +152,10 @@ fn config(root: &TokenStream, options: &Options) -> TokenStream {
     }
     for hook in &options.on_shutdown {
         calls.extend(quote_spanned!(hook.span()=> .on_shutdown(#hook)));
+    }
+    if let Some(Spanned { value: false, span }) = options.subscriber {
+        let method = Ident::new("without_default_subscriber", span);
+        calls.extend(quote!(.#method()));
     }
     let builder = quote!(#root::__private::tokio::runtime::Builder);
     let runtime = match (options.flavor.map(|f| f.value), &options.worker_threads) {

@@ -19,6 +19,11 @@
 //! ```text
 //! fn main() -> ::std::process::ExitCode {
 //!     ::tableflip::__private::assert_fits::<::tableflip::__private::Tcp, tokio::net::TcpListener>();
+//!     // SAFETY: the first thing `main` does: no other thread exists yet.
+//!     #[allow(unsafe_code)]
+//!     unsafe {
+//!         ::tableflip::init_env();
+//!     }
 //!     ::tableflip::Service::builder()
 //!         .pid_file("/run/hello.pid")
 //!         .upgrade_timeout(::std::time::Duration::from_millis(90000))

@@ -24,11 +24,12 @@ const OPTIONS: &[&str] = &[
     "on_shutdown",
     "flavor",
     "worker_threads",
+    "subscriber",
     "crate",
 ];
 
-/// The signals `nix::sys::signal::Signal` (re-exported as `tableflip::Signal`) names, on any
-/// platform; one missing on the target is reported by rustc at the literal.
+/// The signals `tableflip::Signal` names, on any platform; one missing on the target is
+/// reported by rustc at the literal.
 const SIGNALS: &[&str] = &[
     "SIGHUP",
     "SIGINT",
@@ -61,8 +62,6 @@ const SIGNALS: &[&str] = &[
     "SIGIO",
     "SIGPWR",
     "SIGSYS",
-    "SIGEMT",
-    "SIGINFO",
 ];
 
 /// One `key = value`.
@@ -142,6 +141,7 @@ pub(crate) fn options(args: TokenStream, errors: &mut Errors) -> Options {
             "on_shutdown" => options.on_shutdown = on_shutdown(&value, errors),
             "flavor" => options.flavor = flavor(&value, errors),
             "worker_threads" => options.worker_threads = worker_threads(&value, errors),
+            "subscriber" => options.subscriber = subscriber(&value, errors),
             "crate" => {
                 options.krate = krate(&value, errors);
                 options.bad_krate = options.krate.is_none();
@@ -256,7 +256,7 @@ fn signal(lit: &LitStr, errors: &mut Errors) -> Option<Ident> {
             lit.span(),
             format!(
                 "unknown signal {name:?}: {hint}signals are named as in \
-                 `nix::sys::signal::Signal`, e.g. \"SIGHUP\", \"SIGUSR1\", \"SIGUSR2\", \
+                 `tableflip::Signal`, e.g. \"SIGHUP\", \"SIGUSR1\", \"SIGUSR2\", \
                  \"SIGTERM\" or \"SIGINT\""
             ),
         );
@@ -392,6 +392,26 @@ fn worker_threads(value: &Expr, errors: &mut Errors) -> Option<LitInt> {
         Err(e) => errors.at(lit.span(), format!("`worker_threads`: {e}")),
     }
     None
+}
+
+fn subscriber(value: &Expr, errors: &mut Errors) -> Option<Spanned<bool>> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(lit),
+            ..
+        }) => Some(Spanned {
+            value: lit.value,
+            span: lit.span,
+        }),
+        _ => {
+            errors.spanned(
+                value,
+                "`subscriber` takes `true` (install the default `tracing` subscriber, unless \
+                 one is set) or `false` (install none), e.g. `subscriber = false`",
+            );
+            None
+        }
+    }
 }
 
 fn krate(value: &Expr, errors: &mut Errors) -> Option<Path> {

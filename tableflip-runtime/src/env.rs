@@ -1,5 +1,6 @@
 //! What the process was started with: arguments, working directory, the tableflip handshake
-//! and (for systemd) activated sockets. Captured once, at start-up, before threads exist.
+//! and (for systemd) activated sockets. Read once, early; the environment is only read here
+//! (`sys::init_env` is the one place that changes it).
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,17 @@ use crate::{sys, systemd};
 
 /// The variables systemd uses for socket activation.
 pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// The variables that describe what this process inherited (the tableflip handshake and
+/// systemd's socket activation): they are true of this process only, and must never reach a
+/// process it starts.
+pub(crate) const INHERITED_ONLY: [&str; 4] =
+    [SENTINEL, LISTEN_VARS[0], LISTEN_VARS[1], LISTEN_VARS[2]];
+
+/// Is `name` one of [`INHERITED_ONLY`]?
+pub(crate) fn is_inherited_only(name: &OsStr) -> bool {
+    INHERITED_ONLY.iter().any(|v| OsStr::new(v) == name)
+}
 
 /// What this process was started with.
 pub(crate) struct Startup {
@@ -32,17 +44,25 @@ pub(crate) struct Startup {
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();
 
-/// Reads and scrubs what the process inherited: the tableflip handshake (fds 3, 4 and 5+i) and
-/// systemd's socket-activation variables.
+/// Reads what the process inherited: the tableflip handshake (fds 3, 4 and 5+i) and
+/// systemd's socket-activation sockets. It does not change the environment: the variables
+/// that describe the inheritance stay in this process's environment (use [`init_env`]
+/// before any thread exists to remove them too), and are never passed to the processes an
+/// upgrade starts.
 ///
-/// Call it first thing in `main`, before any thread starts (in particular before building a
-/// tokio runtime): it removes variables from the environment, so that programs this service
-/// starts do not believe they were handed sockets, and changing the environment is only sound
-/// while no other thread reads it. [`Upgrader::new`](crate::Upgrader::new) calls it if you did
-/// not; the `#[tableflip::main]` attribute calls it before it builds the runtime.
+/// Call it early in `main`, before other code could open descriptors of its own;
+/// [`Upgrader::new`](crate::Upgrader::new) and [`Service::run`](crate::Service::run) call
+/// it if you did not. Calling it again does nothing.
 ///
-/// Calling it again does nothing.
+/// In a process that is PID 1 (a container without an init), it first becomes a small
+/// supervisor and does not return: it starts the program again as its child, follows the
+/// upgrades, forwards signals, reaps orphans, and exits with the last generation's status, so
+/// that an upgrade does not end the container. `TABLEFLIP_SUPERVISOR=0` opts out. The README's
+/// "Containers" section has the details.
+///
+/// [`init_env`]: crate::init_env
 pub fn init() {
+    crate::supervisor::supervise_if_pid1();
     startup();
 }
 
@@ -59,10 +79,6 @@ fn capture() -> Startup {
 
     let has_parent = std::env::var_os(SENTINEL).is_some_and(|v| !v.is_empty());
     let listen_vars = LISTEN_VARS.map(|name| std::env::var(name).ok());
-    sys::remove_env(SENTINEL);
-    for name in LISTEN_VARS {
-        sys::remove_env(name);
-    }
 
     // systemd's sockets start at fd 3, where a tableflip parent puts its pipes: only a
     // process started cold can have been activated.

@@ -8,7 +8,7 @@ use std::time::Duration;
 pub use crate::addr::AddrError;
 
 /// A boxed error, for causes whose concrete type is private to this crate.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong outside of an upgrade.
 #[derive(Debug, thiserror::Error)]

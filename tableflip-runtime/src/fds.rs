@@ -6,10 +6,11 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-use crate::addr::{Address, Network, parse_address};
+use crate::addr::{Address, Endpoint, Network, parse_address};
 use crate::error::Error;
 use crate::net::{self, ListenHook};
 use crate::sys;
+use crate::systemd::fdstore::{self, FdStore};
 use crate::systemd::{self, Activated};
 
 /// What a passed descriptor is, in Go tableflip's vocabulary (the first string of a names entry).
@@ -213,6 +214,8 @@ struct Inner {
 pub struct Fds {
     inner: Mutex<Inner>,
     hook: Option<ListenHook>,
+    /// systemd's fd store, where sockets this process brings in are kept (if it is used).
+    store: FdStore,
     /// Connections handed over through a [`Handle`](crate::Handle): the release channel.
     pub(crate) conns: crate::conn::Registry,
 }
@@ -225,8 +228,14 @@ impl Fds {
                 ..Inner::default()
             }),
             hook,
+            store: FdStore::from_env(),
             conns: crate::conn::Registry::default(),
         }
+    }
+
+    /// systemd's fd store.
+    pub(crate) fn store(&self) -> &FdStore {
+        &self.store
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -237,13 +246,13 @@ impl Fds {
     /// a socket systemd passed bound to `addr`, else bound now. `network` is one of
     /// `tcp tcp4 tcp6 unix unixpacket`.
     pub fn listen<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Listener, network, addr, None)
+        self.get_or_bind(FdKind::Listener, &Endpoint::parse(network, addr)?, None)
     }
 
     /// A packet socket: inherited, else activated by systemd at `addr`, else bound now.
     /// `network` is one of `udp udp4 udp6 unixgram`.
     pub fn listen_packet<T: FromFd>(&self, network: &str, addr: &str) -> Result<T, Error> {
-        self.get_or_bind(FdKind::Packet, network, addr, None)
+        self.get_or_bind(FdKind::Packet, &Endpoint::parse(network, addr)?, None)
     }
 
     /// A stream listener or a packet socket (as `network` says) that systemd may have passed
@@ -275,22 +284,33 @@ impl Fds {
         network: &str,
         addr: &str,
     ) -> Result<T, Error> {
-        let kind = if Network::parse(network)?.is_packet() {
+        self.claim_or_bind(&Endpoint::parse(network, addr)?, name)
+    }
+
+    /// [`listen_activated`](Self::listen_activated) for an endpoint parsed already.
+    pub(crate) fn claim_or_bind<T: FromFd>(
+        &self,
+        endpoint: &Endpoint,
+        name: Option<&str>,
+    ) -> Result<T, Error> {
+        let kind = if endpoint.network().is_packet() {
             FdKind::Packet
         } else {
             FdKind::Listener
         };
-        self.get_or_bind(kind, network, addr, name)
+        self.get_or_bind(kind, endpoint, name)
     }
 
     /// An inherited stream listener, if the parent passed one.
     pub fn listener<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Listener, network, addr)
+        let endpoint = Endpoint::parse(network, addr)?;
+        self.inherited(FdKind::Listener, &endpoint)
     }
 
     /// An inherited packet socket, if the parent passed one.
     pub fn packet_conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Packet, network, addr)
+        let endpoint = Endpoint::parse(network, addr)?;
+        self.inherited(FdKind::Packet, &endpoint)
     }
 
     /// An inherited connection, if the parent passed one under `network` and `addr` (Go's
@@ -302,7 +322,8 @@ impl Fds {
     /// Through a [`Handle`](crate::Handle), [`Handle::conn`](crate::Handle::conn) tells
     /// sooner, and hands over what the old process had read but not answered.
     pub fn conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
-        self.inherited(FdKind::Conn, network, addr)
+        // A connection's address is free-form (Go uses whatever the caller chose).
+        self.take_inherited(FdKind::Conn, Network::parse(network)?, addr, None)
     }
 
     /// The `(network, address)` keys of the connections the parent passed that nobody has
@@ -388,26 +409,31 @@ impl Fds {
         let dup = fd
             .try_clone_to_owned()
             .map_err(|e| Error::io(format!("can't duplicate {key}"), e))?;
+        self.store.stored(&key, fd, true);
         let mut inner = self.lock();
         inner.inherited.remove(&key);
         inner.used.insert(key, dup);
         Ok(())
     }
 
-    fn inherited<T: FromFd>(
+    /// The inherited listener or packet socket for `endpoint`, if the parent passed one.
+    fn inherited<T: FromFd>(&self, kind: FdKind, endpoint: &Endpoint) -> Result<Option<T>, Error> {
+        let (net, addr) = (endpoint.network(), endpoint.as_str());
+        self.take_inherited(kind, net, addr, Some(endpoint.address()))
+    }
+
+    /// Claims the inherited descriptor keyed `(kind, net, addr)`; `requested` is the parsed
+    /// address (none for a connection, whose address is free-form).
+    fn take_inherited<T: FromFd>(
         &self,
         kind: FdKind,
-        network: &str,
+        net: Network,
         addr: &str,
+        requested: Option<&Address>,
     ) -> Result<Option<T>, Error> {
-        let net = check_type::<T>(kind, network)?;
-        // A connection's address is free-form (Go uses whatever the caller chose).
-        let requested = match kind {
-            FdKind::Conn => None,
-            _ => Some(parse_address(net, addr)?),
-        };
+        check_type::<T>(kind, net)?;
         let mut inner = self.lock();
-        let Some(pos) = inner.inherited.find(kind, net, addr, requested.as_ref()) else {
+        let Some(pos) = inner.inherited.find(kind, net, addr, requested) else {
             return Ok(None);
         };
         let (key, fd) = inner.inherited.get(pos);
@@ -433,37 +459,37 @@ impl Fds {
     fn get_or_bind<T: FromFd>(
         &self,
         kind: FdKind,
-        network: &str,
-        addr: &str,
+        endpoint: &Endpoint,
         name: Option<&str>,
     ) -> Result<T, Error> {
-        if let Some(found) = self.inherited::<T>(kind, network, addr)? {
+        if let Some(found) = self.inherited::<T>(kind, endpoint)? {
             return Ok(found);
         }
-        let net = Network::parse(network)?;
+        let (network, addr) = (endpoint.network().as_str(), endpoint.as_str());
         let listen_err = |source| Error::Listen {
             network: network.to_owned(),
             addr: addr.to_owned(),
             source,
         };
-        let activated = systemd::claim(&mut self.lock().activated, name, net, addr)?;
+        let activated = systemd::claim(&mut self.lock().activated, name, endpoint)?;
         let from_systemd = activated
             .as_ref()
             .map(|fd| net::local_address(fd.as_fd()).unwrap_or_default());
         let fd = match activated {
             Some(fd) => fd,
             None => match kind {
-                FdKind::Listener => net::bind_listener(net, addr, self.hook.as_ref()),
-                _ => net::bind_packet(net, addr, self.hook.as_ref()),
+                FdKind::Listener => net::bind_listener(endpoint, self.hook.as_ref()),
+                _ => net::bind_packet(endpoint, self.hook.as_ref()),
             }
             .map_err(listen_err)?,
         };
-        let key_addr = match parse_address(net, addr)? {
+        let key_addr = match endpoint.address() {
             Address::Inet { port: 0, .. } => net::local_address(fd.as_fd()).map_err(listen_err)?,
             _ => addr.to_owned(),
         };
         let key = Key::new(kind, network, &key_addr);
         let dup = fd.try_clone().map_err(listen_err)?;
+        let bound_here = from_systemd.is_none();
         {
             let mut inner = self.lock();
             inner.inherited.remove(&key);
@@ -473,17 +499,29 @@ impl Fds {
                 inner.systemd_keys.insert(key.clone());
             }
         }
+        if bound_here {
+            self.store.stored(&key, dup.as_fd(), false);
+        }
         T::from_fd(dup).map_err(|e| Error::io(format!("can't use {key} as {}", T::NAME), e))
     }
 
     /// At start-up: the sockets systemd passed, for listeners to claim.
     pub(crate) fn set_activated(&self, activated: Vec<Activated>) {
-        self.lock().activated = activated;
+        // Sockets from systemd's fd store are claimed as if a previous process passed them.
+        let (stored, activated) = fdstore::split(activated);
+        let mut inner = self.lock();
+        if !stored.is_empty() {
+            let mut all = std::mem::take(&mut inner.inherited).into_vec();
+            all.extend(stored);
+            inner.inherited = Inherited::new(all);
+        }
+        inner.activated = activated;
     }
 
     /// At ready: closes the sockets systemd passed and nobody claimed; returns them, described.
     pub(crate) fn close_activated(&self) -> Vec<String> {
         let unclaimed = std::mem::take(&mut self.lock().activated);
+        self.store.unclaimed(&unclaimed);
         unclaimed.iter().map(Activated::describe).collect()
     }
 
@@ -526,6 +564,7 @@ impl Fds {
             if let Some(path) = key.socket_path() {
                 unlink_socket(path);
             }
+            self.store.removed(&key);
             drop(fd);
         }
         names
@@ -538,7 +577,9 @@ impl Fds {
             (std::mem::take(&mut inner.used), inner.systemd_keys.clone())
         };
         for (key, fd) in used {
-            if let Some(path) = key.socket_path().filter(|_| !systemd_keys.contains(&key)) {
+            // Socket files stay where systemd holds the socket (a .socket unit, the fd store).
+            let systemds = systemd_keys.contains(&key) || self.store.is_on();
+            if let Some(path) = key.socket_path().filter(|_| !systemds) {
                 unlink_socket(path);
             }
             drop(fd);
@@ -546,8 +587,7 @@ impl Fds {
     }
 }
 
-fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> {
-    let net = Network::parse(network)?;
+fn check_type<T: FromFd>(kind: FdKind, net: Network) -> Result<(), Error> {
     let kind_fits = match kind {
         FdKind::Listener => net.is_listener(),
         FdKind::Packet => net.is_packet(),
@@ -557,10 +597,10 @@ fn check_type<T: FromFd>(kind: FdKind, network: &str) -> Result<Network, Error> 
         return Err(Error::WrongType {
             ty: T::NAME,
             kind: kind.as_str(),
-            network: network.to_owned(),
+            network: net.to_string(),
         });
     }
-    Ok(net)
+    Ok(())
 }
 
 /// Removes a unix socket file, only if it is a socket (as Go does).

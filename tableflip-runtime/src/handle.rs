@@ -70,11 +70,6 @@ impl Handle {
         Handle { upgrader }
     }
 
-    /// The underlying upgrader.
-    pub fn upgrader(&self) -> &Upgrader {
-        &self.upgrader
-    }
-
     /// Marks the service ready (with `ready = "manual"`; harmless otherwise): the previous
     /// process, if any, starts to drain.
     pub fn ready(&self) -> Result<(), Error> {
@@ -254,5 +249,16 @@ impl Handle {
     /// How many connections are in flight.
     pub fn in_flight(&self) -> usize {
         self.upgrader.inner().in_flight()
+    }
+
+    /// Sets the health check that gates systemd's watchdog pings (`WatchdogSec=`): see
+    /// [`Upgrader::health_check`](crate::Upgrader::health_check).
+    pub fn health_check<F, Fut, E>(&self, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.upgrader.health_check(check);
     }
 }

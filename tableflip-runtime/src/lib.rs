@@ -35,19 +35,21 @@ mod run;
 mod service;
 mod signals;
 mod spec;
+mod supervisor;
 mod sys;
 mod systemd;
 pub mod testing;
 mod upgrader;
 
 pub use accept::AcceptBackoff;
-pub use addr::{Address, Network, format_inet, parse_address, parse_duration};
+pub use addr::{Network, parse_duration};
 pub use conn::{ConnHandoff, InheritedConn, Resumed};
 pub use env::init;
-pub use error::{AddrError, BoxError, Error, UpgradeError};
+#[cfg(feature = "hyper")]
+pub(crate) use error::BoxError;
+pub use error::{AddrError, Error, UpgradeError};
 pub use fds::{FdKind, Fds, FromFd};
 pub use handle::{ConnGuard, Handle, ShutdownReason};
-pub use handshake::SENTINEL;
 pub use listeners::Listeners;
 pub use net::ListenHook;
 pub use outcome::Outcome;
@@ -55,4 +57,8 @@ pub use run::ReadyMode;
 pub use service::{DEFAULT_DRAIN_TIMEOUT, Service};
 pub use signals::Signal;
 pub use spec::ListenerSpec;
-pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, RESCUES, Upgrader};
+pub use sys::init_env;
+pub use upgrader::{DEFAULT_UPGRADE_TIMEOUT, ExitReason, Options, Upgrader};
+
+#[doc(hidden)]
+pub mod __private;

@@ -51,8 +51,8 @@ pub(crate) fn acquire(
     upgrader: &Upgrader,
     spec: &ListenerSpec,
 ) -> Result<(String, FdKind, Network, OwnedFd), Error> {
-    let addr = spec.address()?;
-    let network = Network::parse(&spec.network)?;
+    let endpoint = spec.endpoint()?;
+    let network = endpoint.network();
     let kind = if network.is_packet() {
         FdKind::Packet
     } else {
@@ -60,12 +60,12 @@ pub(crate) fn acquire(
     };
     let fd = upgrader
         .fds()
-        .listen_activated::<OwnedFd>(spec.name.as_deref(), &spec.network, &addr);
-    let fd = fd.map_err(|e| Error::Listener {
-        param: spec.param.clone(),
-        network: spec.network.clone(),
-        addr: addr.clone(),
-        source: Box::new(e),
-    })?;
+        .claim_or_bind::<OwnedFd>(&endpoint, spec.name.as_deref())
+        .map_err(|e| Error::Listener {
+            param: spec.param.clone(),
+            network: spec.network.clone(),
+            addr: endpoint.as_str().to_owned(),
+            source: Box::new(e),
+        })?;
     Ok((spec.param.clone(), kind, network, fd))
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::addr::{Address, Network, SocketType, format_inet, parse_address};
+use crate::addr::{Address, Endpoint, Network, SocketType, format_inet};
 
 /// Called on a fresh socket after `socket()` and before `bind()`, like Go's
 /// `net.ListenConfig.Control`.
@@ -56,11 +56,8 @@ const DEFAULT_BACKLOG: i32 = 4096;
 ///
 /// Errors carry the OS error without saying what was being bound: the caller adds that.
 /// A bad address or a packet network gives `ErrorKind::InvalidInput`.
-pub(crate) fn bind_listener(
-    network: Network,
-    addr: &str,
-    hook: Option<&ListenHook>,
-) -> io::Result<OwnedFd> {
+pub(crate) fn bind_listener(endpoint: &Endpoint, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
+    let network = endpoint.network();
     if !network.is_listener() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -70,7 +67,7 @@ pub(crate) fn bind_listener(
             ),
         ));
     }
-    bind(network, addr, hook)
+    bind(endpoint, hook)
 }
 
 /// Binds a packet socket (`network.is_packet()`) to `addr`.
@@ -79,11 +76,8 @@ pub(crate) fn bind_listener(
 /// [`bind_listener`] (`udp` with an empty host is dual-stack `[::]`, and so on). As in Go,
 /// UDP sockets get `SO_BROADCAST` and no `SO_REUSEADDR`. `unixgram` binds a `SOCK_DGRAM`
 /// unix socket, with the same stale-file handling as `unix`.
-pub(crate) fn bind_packet(
-    network: Network,
-    addr: &str,
-    hook: Option<&ListenHook>,
-) -> io::Result<OwnedFd> {
+pub(crate) fn bind_packet(endpoint: &Endpoint, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
+    let network = endpoint.network();
     if !network.is_packet() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -93,25 +87,23 @@ pub(crate) fn bind_packet(
             ),
         ));
     }
-    bind(network, addr, hook)
+    bind(endpoint, hook)
 }
 
 /// Binds a socket of either kind; see [`bind_listener`] and [`bind_packet`].
-fn bind(network: Network, addr: &str, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
-    let parsed =
-        parse_address(network, addr).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+fn bind(endpoint: &Endpoint, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
     let req = Request {
-        network,
-        addr,
+        network: endpoint.network(),
+        addr: endpoint.as_str(),
         hook,
     };
-    let socket = match parsed {
-        Address::Inet { host, port } => req.bind_inet(host.as_deref(), port)?,
+    let socket = match endpoint.address() {
+        Address::Inet { host, port } => req.bind_inet(host.as_deref(), *port)?,
         Address::Path(path) => {
-            let sockaddr = SockAddr::unix(&path)?;
-            req.bind_unix(&sockaddr, Some(&path))?
+            let sockaddr = SockAddr::unix(path)?;
+            req.bind_unix(&sockaddr, Some(path))?
         }
-        Address::Abstract(name) => req.bind_unix(&abstract_sockaddr(&name)?, None)?,
+        Address::Abstract(name) => req.bind_unix(&abstract_sockaddr(name)?, None)?,
     };
     Ok(socket.into())
 }
@@ -557,30 +549,28 @@ pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), S
 ///
 /// An unparsable address never matches.
 #[allow(dead_code)] // used by socket activation
-pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -> bool {
+pub(crate) fn socket_matches(fd: BorrowedFd<'_>, endpoint: &Endpoint) -> bool {
+    let network = endpoint.network();
     if check_socket(fd, network).is_err() {
         return false;
     }
-    let Ok(wanted) = parse_address(network, addr) else {
-        return false;
-    };
     let Ok(local) = SockRef::from(&fd).local_addr() else {
         return false;
     };
-    match wanted {
+    match endpoint.address() {
         Address::Inet { host, port } => {
             let Some(bound) = local.as_socket() else {
                 return false;
             };
-            if bound.port() != port {
+            if bound.port() != *port {
                 return false;
             }
-            match host.filter(|h| !is_unspecified(h)) {
+            match host.as_deref().filter(|h| !is_unspecified(h)) {
                 None => match (network.ip_version(), bound.ip()) {
                     (Some(4), IpAddr::V6(_)) | (Some(6), IpAddr::V4(_)) => false,
                     (_, ip) => ip.is_unspecified(),
                 },
-                Some(host) => resolve(network, &host, port)
+                Some(host) => resolve(network, host, *port)
                     .is_ok_and(|addrs| addrs.iter().any(|want| same_inet(*want, bound))),
             }
         }
@@ -591,7 +581,7 @@ pub(crate) fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -
             if bound == path {
                 return true;
             }
-            match (std::fs::canonicalize(bound), std::fs::canonicalize(&path)) {
+            match (std::fs::canonicalize(bound), std::fs::canonicalize(path)) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => false,
             }

@@ -85,9 +85,9 @@ where
     let ending = rt.block_on(serve(parts, main));
     rt.shutdown_timeout(Duration::from_millis(100));
     // The last lines reach stderr before the process ends.
-    drop(log);
+    crate::log::finish(log);
     if let Some(sig) = ending.die_by {
-        crate::sys::die_by(sig);
+        crate::sys::die_by(sig.to_nix());
     }
     ending.code
 }
@@ -177,7 +177,7 @@ fn ending(exit: Exit, body: Option<Result<(), String>>) -> Ending {
             ExitCode::SUCCESS.into()
         }
         (Exit::DrainTimeout, _) => ExitCode::SUCCESS.into(),
-        (Exit::Forced(sig), _) => ExitCode::from(128u8.wrapping_add(sig as u8)).into(),
+        (Exit::Forced(sig), _) => ExitCode::from(128u8.wrapping_add(sig.as_raw() as u8)).into(),
         (Exit::Aborted(Some(sig)), _) => Ending {
             code: ExitCode::FAILURE,
             die_by: Some(sig),

@@ -82,8 +82,13 @@ impl Service {
         }
     }
 
-    /// Don't install the default `tracing` subscriber (formatted, to stderr, filtered by
-    /// `RUST_LOG`, default `info`); install your own before calling [`run`](Self::run).
+    /// Installs no `tracing` subscriber (the attribute's `subscriber = false`): install your
+    /// own, or none.
+    ///
+    /// Without it, [`run`](Self::run) installs the default one (with the `subscriber`
+    /// feature, on by default): formatted lines on stderr, filtered by `RUST_LOG` (default
+    /// `info`), without colours and timestamps when stderr is the journal. It never replaces
+    /// a subscriber that is already set, so one installed before `run` is kept either way.
     pub fn without_default_subscriber(mut self) -> Self {
         self.default_subscriber = false;
         self

@@ -1,8 +1,95 @@
-//! Signal handling for the service lifecycle.
+//! Signals: the type the builder takes, and the handlers of the service lifecycle.
+
+use std::fmt;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-pub use nix::sys::signal::Signal;
+macro_rules! signals {
+    ($($(#[$cfg:meta])* $name:ident,)*) => {
+        impl Signal {
+            $(
+                $(#[$cfg])*
+                #[doc = concat!("`", stringify!($name), "`.")]
+                pub const $name: Signal = Signal(nix::sys::signal::Signal::$name);
+            )*
+        }
+    };
+}
+
+/// A Unix signal, as the builder takes it: `Signal::SIGHUP`, `Signal::SIGUSR2`...
+///
+/// The names are the C names; those a platform lacks are missing there.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(nix::sys::signal::Signal);
+
+signals! {
+    SIGHUP,
+    SIGINT,
+    SIGQUIT,
+    SIGILL,
+    SIGTRAP,
+    SIGABRT,
+    SIGBUS,
+    SIGFPE,
+    SIGKILL,
+    SIGUSR1,
+    SIGSEGV,
+    SIGUSR2,
+    SIGPIPE,
+    SIGALRM,
+    SIGTERM,
+    SIGCHLD,
+    SIGCONT,
+    SIGSTOP,
+    SIGTSTP,
+    SIGTTIN,
+    SIGTTOU,
+    SIGURG,
+    SIGXCPU,
+    SIGXFSZ,
+    SIGVTALRM,
+    SIGPROF,
+    SIGWINCH,
+    SIGIO,
+    SIGSYS,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    SIGSTKFLT,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    SIGPWR,
+}
+
+impl Signal {
+    /// The signal's number.
+    pub fn as_raw(self) -> i32 {
+        self.0 as i32
+    }
+
+    /// The signal's C name, e.g. `"SIGHUP"`.
+    pub fn name(self) -> &'static str {
+        self.0.as_str()
+    }
+
+    /// The signal numbered `raw`, if this platform has one.
+    pub fn from_raw(raw: i32) -> Option<Signal> {
+        nix::sys::signal::Signal::try_from(raw).ok().map(Signal)
+    }
+
+    pub(crate) fn to_nix(self) -> nix::sys::signal::Signal {
+        self.0
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The installed handlers: one stream for the upgrade signal, one per stop signal.
 pub(crate) struct Signals {
@@ -21,10 +108,10 @@ impl Signals {
     /// Installs the handlers; must run inside a tokio runtime.
     pub(crate) fn install(upgrade: Signal, stop: &[Signal]) -> std::io::Result<Signals> {
         Ok(Signals {
-            upgrade: signal(SignalKind::from_raw(upgrade as i32))?,
+            upgrade: signal(SignalKind::from_raw(upgrade.as_raw()))?,
             stop: stop
                 .iter()
-                .map(|s| signal(SignalKind::from_raw(*s as i32)))
+                .map(|s| signal(SignalKind::from_raw(s.as_raw())))
                 .collect::<Result<_, _>>()?,
         })
     }

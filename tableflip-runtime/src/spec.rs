@@ -1,7 +1,7 @@
 //! A declared listener: the parameter it feeds, its network, and where its address comes
 //! from (a literal, or an environment variable read at start-up).
 
-use crate::addr::Network;
+use crate::addr::{Endpoint, Network};
 use crate::error::Error;
 
 #[derive(Clone, Debug)]
@@ -53,18 +53,29 @@ impl ListenerSpec {
         self
     }
 
-    /// Resolves the address, checking an environment-supplied one.
-    pub(crate) fn address(&self) -> Result<String, Error> {
-        let addr = match &self.addr {
-            AddrSource::Literal(a) => return Ok(a.clone()),
+    /// The listener's network and address, parsed once, here: the address read from the
+    /// environment now if it comes from there. A bad literal address is an error of this
+    /// listener; a bad address from the environment names the variable.
+    pub(crate) fn endpoint(&self) -> Result<Endpoint, Error> {
+        let network = Network::parse(&self.network)?;
+        let (var, addr) = match &self.addr {
+            AddrSource::Literal(addr) => {
+                return Endpoint::new(network, addr).map_err(|e| Error::Listener {
+                    param: self.param.clone(),
+                    network: self.network.clone(),
+                    addr: addr.clone(),
+                    source: Box::new(e.into()),
+                });
+            }
             AddrSource::Env { var, default } => match std::env::var(var) {
-                Ok(v) => v,
+                Ok(v) => (var, v),
                 Err(std::env::VarError::NotPresent) => {
-                    default.clone().ok_or_else(|| Error::Env {
+                    let addr = default.clone().ok_or_else(|| Error::Env {
                         name: var.clone(),
                         value: String::new(),
                         msg: format!("not set, and listener `{}` has no default", self.param),
-                    })?
+                    })?;
+                    (var, addr)
                 }
                 Err(std::env::VarError::NotUnicode(v)) => {
                     return Err(Error::Env {
@@ -75,19 +86,13 @@ impl ListenerSpec {
                 }
             },
         };
-        let var = match &self.addr {
-            AddrSource::Env { var, .. } => var,
-            AddrSource::Literal(_) => unreachable!(),
-        };
-        let network = Network::parse(&self.network)?;
-        crate::addr::parse_address(network, &addr).map_err(|e| Error::Env {
+        Endpoint::new(network, &addr).map_err(|e| Error::Env {
             name: var.clone(),
             value: addr.clone(),
             msg: format!(
                 "not a valid {} address for listener `{}`: {e}",
                 self.network, self.param
             ),
-        })?;
-        Ok(addr)
+        })
     }
 }

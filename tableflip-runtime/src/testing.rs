@@ -127,6 +127,7 @@ impl TestService {
             published: watch::channel(Published::default()).0,
             tracker: Arc::default(),
             drain: OnceLock::new(),
+            health: Default::default(),
         }));
         let seen = Arc::new(Seen {
             ready: watch::channel(false).0,

@@ -15,7 +15,7 @@ use crate::lifecycle::core::{Gate, Inner};
 use crate::lifecycle::driver;
 use crate::lifecycle::msg::{Msg, Published};
 use crate::lifecycle::phase::Event;
-pub use crate::lifecycle::phase::{ExitReason, RESCUES};
+pub use crate::lifecycle::phase::ExitReason;
 use crate::net::ListenHook;
 use crate::parent::ReadySent;
 use crate::pidfile;
@@ -24,18 +24,46 @@ use crate::systemd::Notifier;
 /// How long a new process has to become ready, unless configured otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Options of an [`Upgrader`].
+/// Options of an [`Upgrader`], set one by one:
+///
+/// ```
+/// use std::time::Duration;
+/// use tableflip_runtime::Options;
+///
+/// let options = Options::default()
+///     .upgrade_timeout(Duration::from_secs(10))
+///     .pid_file("/run/app.pid");
+/// # let _ = options;
+/// ```
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
-    /// How long a new process has to become ready before it is killed.
-    /// `None` means [`DEFAULT_UPGRADE_TIMEOUT`].
-    pub upgrade_timeout: Option<Duration>,
+    pub(crate) upgrade_timeout: Option<Duration>,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) listen_hook: Option<ListenHook>,
+}
+
+impl Options {
+    /// How long a new process has to become ready before it is killed (default
+    /// [`DEFAULT_UPGRADE_TIMEOUT`]).
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Options {
+        self.upgrade_timeout = Some(timeout);
+        self
+    }
+
     /// Where to write the pid at every `ready()`. A relative path resolves against the
     /// directory the process started in.
-    pub pid_file: Option<PathBuf>,
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Options {
+        self.pid_file = Some(path.into());
+        self
+    }
+
     /// Called on every socket this process creates, after `socket()` and before `bind()`
     /// (Go's `net.ListenConfig.Control`): the place to set socket options.
-    pub listen_hook: Option<ListenHook>,
+    pub fn listen_hook(mut self, hook: ListenHook) -> Options {
+        self.listen_hook = Some(hook);
+        self
+    }
 }
 
 impl fmt::Debug for Options {
@@ -128,6 +156,7 @@ impl Upgrader {
             "upgrader created"
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let has_parent = parent.is_some();
         let inner = Arc::new(Inner {
             startup,
             timeout,
@@ -136,11 +165,12 @@ impl Upgrader {
             fds,
             gate: Mutex::new(Gate::Pending),
             keep_open: Mutex::new(Vec::new()),
-            systemd: Notifier::from_env(),
+            systemd: Notifier::from_env().with_watchdog_from_env(has_parent),
             tx,
             published: watch::channel(Published::default()).0,
             tracker: Arc::default(),
             drain: OnceLock::new(),
+            health: Default::default(),
         });
         driver::spawn(inner.clone(), rx);
         Ok(Upgrader { inner })
@@ -162,6 +192,45 @@ impl Upgrader {
     /// The descriptors: get inherited ones, create or add new ones.
     pub fn fds(&self) -> &Fds {
         &self.inner.fds
+    }
+
+    /// Sets the health check that gates systemd's watchdog pings (`WatchdogSec=`).
+    ///
+    /// Under a unit with `WatchdogSec=` the runtime sends `WATCHDOG=1` from its own loop,
+    /// several times per interval, so a runtime whose threads are all blocked stops pinging
+    /// and systemd restarts it. Before each ping it runs `check`: while `check` fails, or
+    /// does not finish within the ping period (at most 1 s, a third of the interval), no
+    /// ping is sent and the error is logged. Keep it cheap; it runs without a watchdog too
+    /// (once a second, under systemd), so that its failures are logged either way.
+    ///
+    /// ```no_run
+    /// # async fn demo(upg: tableflip_runtime::Upgrader) {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// let db_ok = Arc::new(AtomicBool::new(true));
+    /// upg.health_check(move || {
+    ///     let db_ok = db_ok.clone();
+    ///     async move {
+    ///         if db_ok.load(Ordering::Relaxed) {
+    ///             Ok(())
+    ///         } else {
+    ///             Err("the database does not answer")
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn health_check<F, Fut, E>(&self, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.inner.health.set(Arc::new(move || {
+            let fut = check();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
     }
 
     /// The upgrade timeout in force.
@@ -208,6 +277,7 @@ impl Upgrader {
                 "closed sockets systemd passed that no listener claimed"
             );
         }
+        crate::systemd::fdstore::ready(self);
         match &inner.parent {
             Some(parent) => {
                 if parent.send_ready()? == ReadySent::Abandoned {

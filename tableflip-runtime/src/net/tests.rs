@@ -9,6 +9,26 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+// The functions under test take an `Endpoint` parsed at the edge; these take the network
+// and the address as the callers of the crate write them, and parse them first (a bad
+// address is `InvalidInput`, as binding reports it).
+
+fn endpoint(network: Network, addr: &str) -> io::Result<Endpoint> {
+    Endpoint::new(network, addr).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn bind_listener(network: Network, addr: &str, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
+    super::bind_listener(&endpoint(network, addr)?, hook)
+}
+
+fn bind_packet(network: Network, addr: &str, hook: Option<&ListenHook>) -> io::Result<OwnedFd> {
+    super::bind_packet(&endpoint(network, addr)?, hook)
+}
+
+fn socket_matches(fd: BorrowedFd<'_>, network: Network, addr: &str) -> bool {
+    endpoint(network, addr).is_ok_and(|ep| super::socket_matches(fd, &ep))
+}
+
 /// A fresh, empty directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
 

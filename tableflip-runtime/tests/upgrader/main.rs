@@ -456,7 +456,7 @@ fn go_parent(
         });
     }
     let mut cmd = run.command("go_child");
-    cmd.env(tableflip_runtime::SENTINEL, "yes");
+    cmd.env(tableflip_runtime::__private::SENTINEL, "yes");
     cmd.fd_mappings(mappings).map_err(|e| e.to_string())?;
     let child = cmd.spawn().map_err(|e| e.to_string())?;
     drop(cmd);
@@ -554,7 +554,7 @@ fn go_parent_garbage() -> Result<(), String> {
 fn sentinel_without_fds() -> Result<(), String> {
     let mut run = Run::prepare("no_fds");
     let mut cmd = run.command("go_child");
-    cmd.env(tableflip_runtime::SENTINEL, "yes");
+    cmd.env(tableflip_runtime::__private::SENTINEL, "yes");
     run.adopt(cmd.spawn().map_err(|e| e.to_string())?);
     let code = run.wait_first_exit();
     check(code == Some(1), || format!("exit code {code:?}"))?;

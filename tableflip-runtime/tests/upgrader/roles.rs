@@ -68,13 +68,14 @@ fn nonblocking(fd: impl AsFd) -> bool {
 }
 
 fn options() -> Options {
-    Options {
-        upgrade_timeout: std::env::var("TF_TIMEOUT_MS")
-            .ok()
-            .map(|ms| Duration::from_millis(ms.parse().unwrap())),
-        pid_file: std::env::var_os("TF_PID_FILE").map(PathBuf::from),
-        listen_hook: None,
+    let mut options = Options::default();
+    if let Ok(ms) = std::env::var("TF_TIMEOUT_MS") {
+        options = options.upgrade_timeout(Duration::from_millis(ms.parse().unwrap()));
     }
+    if let Some(path) = std::env::var_os("TF_PID_FILE") {
+        options = options.pid_file(PathBuf::from(path));
+    }
+    options
 }
 
 pub fn run(scenario: &str) -> ExitCode {
@@ -99,8 +100,8 @@ pub fn run(scenario: &str) -> ExitCode {
 
 async fn role(scenario: &str) -> Result<(), String> {
     let upg = match scenario {
-        "hook" => Upgrader::new(Options {
-            listen_hook: Some(Arc::new(|network: &str, addr: &str, fd| {
+        "hook" => Upgrader::new(options().listen_hook(Arc::new(
+            |network: &str, addr: &str, fd| {
                 let bound = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(
                     fd.as_raw_fd(),
                 )
@@ -116,9 +117,8 @@ async fn role(scenario: &str) -> Result<(), String> {
                     ],
                 );
                 Ok(())
-            })),
-            ..options()
-        }),
+            },
+        ))),
         _ => Upgrader::new(options()),
     }
     .map_err(|e| e.one_line())?;

@@ -1,0 +1,2 @@
+#[tableflip::main(subscriber = "no")]
+async fn main() {}
