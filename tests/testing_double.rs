@@ -236,7 +236,7 @@ async fn a_connection_withdrawn_before_the_handover_is_not_passed_on() {
     let kept = tf.add_conn("unix", "kept", &kept).unwrap();
     drop(tf.add_conn("unix", "ended", &ended).unwrap()); // the session ended
     // What the next process would get: the kept session and the release channel.
-    assert_eq!(tf.upgrader().fds().len(), 2);
+    assert_eq!(double.fds().len(), 2);
     double.hand_over();
     assert!(kept.release(b"partial"), "the kept session was passed on");
     // Recorded after the handover began: the successor never got it; serve it on.

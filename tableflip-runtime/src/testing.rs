@@ -195,6 +195,12 @@ impl TestService {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
+    /// The descriptors the body holds for the next process (what a real upgrade would pass:
+    /// its listeners, files and connections).
+    pub fn fds(&self) -> &Fds {
+        self.upgrader.fds()
+    }
+
     /// How many connections the body tracks ([`Handle::track`]) right now.
     pub fn in_flight(&self) -> usize {
         self.upgrader.inner().in_flight()
