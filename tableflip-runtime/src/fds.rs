@@ -216,6 +216,8 @@ pub struct Fds {
     hook: Option<ListenHook>,
     /// systemd's fd store, where sockets this process brings in are kept (if it is used).
     store: FdStore,
+    /// Connections handed over through a [`Handle`](crate::Handle): the release channel.
+    pub(crate) conns: crate::conn::Registry,
 }
 
 impl Fds {
@@ -227,6 +229,7 @@ impl Fds {
             }),
             hook,
             store: FdStore::from_env(),
+            conns: crate::conn::Registry::default(),
         }
     }
 
@@ -310,10 +313,29 @@ impl Fds {
         self.inherited(FdKind::Packet, &endpoint)
     }
 
-    /// An inherited connection, if the parent passed one.
+    /// An inherited connection, if the parent passed one under `network` and `addr` (Go's
+    /// `Fds.Conn`). The socket must fit `network` (a stream socket for `tcp`, `unix`, a
+    /// datagram socket for `udp`, `unixgram`...), or this is [`Error::WrongSocket`].
+    ///
+    /// The previous process may still be reading it: read only once it has stopped, which
+    /// is when it has exited ([`Upgrader::wait_for_parent`](crate::Upgrader::wait_for_parent)).
+    /// Through a [`Handle`](crate::Handle), [`Handle::conn`](crate::Handle::conn) tells
+    /// sooner, and hands over what the old process had read but not answered.
     pub fn conn<T: FromFd>(&self, network: &str, addr: &str) -> Result<Option<T>, Error> {
         // A connection's address is free-form (Go uses whatever the caller chose).
         self.take_inherited(FdKind::Conn, Network::parse(network)?, addr, None)
+    }
+
+    /// The `(network, address)` keys of the connections the parent passed that nobody has
+    /// claimed yet, in the parent's order. Go's API has no such call: a Go successor must
+    /// know its keys in advance.
+    pub fn conns(&self) -> Vec<(String, String)> {
+        self.lock()
+            .inherited
+            .iter()
+            .filter(|(k, _)| k.kind == FdKind::Conn)
+            .map(|(k, _)| (k.network.clone(), k.addr.clone()))
+            .collect()
     }
 
     /// Records a listener to pass on (a duplicate of `fd`; closing yours is fine).
@@ -331,9 +353,36 @@ impl Fds {
         self.add(Key::new(FdKind::Packet, network, addr), fd)
     }
 
-    /// Records a connection to pass on.
-    pub fn add_conn(&self, network: &str, addr: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
-        self.add(Key::new(FdKind::Conn, network, addr), fd)
+    /// Records an established connection to pass on under `(network, addr)` (Go's
+    /// `Fds.AddConn`): a duplicate of its descriptor, so closing yours is fine. Takes any
+    /// socket by reference: tokio's or std's `TcpStream`, `UnixStream`, `UdpSocket`,
+    /// `UnixDatagram`, or a [`BorrowedFd`]. The address is a free-form key (Go services use
+    /// the peer's address); the socket must fit `network` ([`Error::WrongSocket`]).
+    ///
+    /// Nothing stops this process from reading it after the handover: stop when
+    /// [`Upgrader::exit`](crate::Upgrader::exit) resolves. [`Handle::add_conn`](crate::Handle::add_conn)
+    /// makes that, and withdrawing a connection that ended, part of the type.
+    pub fn add_conn(&self, network: &str, addr: &str, conn: impl AsFd) -> Result<(), Error> {
+        let key = Key::new(FdKind::Conn, network, addr);
+        let net = Network::parse(network)?;
+        crate::conn::check_conn(conn.as_fd(), net).map_err(|msg| Error::WrongSocket {
+            what: key.to_string(),
+            msg,
+        })?;
+        self.add(key, conn.as_fd())
+    }
+
+    /// Takes an inherited file out of the inherited set without passing it on.
+    pub(crate) fn take_inherited_file(&self, name: &str) -> Option<OwnedFd> {
+        self.lock()
+            .inherited
+            .remove(&Key::file(name))
+            .map(|(_, fd)| fd)
+    }
+
+    /// Stops passing `key` on (a handed-over connection that ended).
+    pub(crate) fn withdraw(&self, key: &Key) {
+        self.lock().used.remove(key);
     }
 
     /// An inherited file, by name: the way to receive state (a memfd, a pipe) from the
@@ -388,12 +437,14 @@ impl Fds {
             return Ok(None);
         };
         let (key, fd) = inner.inherited.get(pos);
-        if kind != FdKind::Conn {
-            net::check_socket(fd.as_fd(), net).map_err(|msg| Error::WrongSocket {
-                what: key.to_string(),
-                msg,
-            })?;
-        }
+        let checked = match kind {
+            FdKind::Conn => crate::conn::check_conn(fd.as_fd(), net),
+            _ => net::check_socket(fd.as_fd(), net),
+        };
+        checked.map_err(|msg| Error::WrongSocket {
+            what: key.to_string(),
+            msg,
+        })?;
         let (key, fd) = inner.inherited.take(pos);
         let dup = fd
             .try_clone()
@@ -478,13 +529,20 @@ impl Fds {
     /// numbered at or above `first + 2 + n` (n = how many there are), so that placing them at
     /// `first + 2 + i` in the child never overwrites one still to be placed.
     pub(crate) fn snapshot(&self, first: RawFd) -> io::Result<Vec<(Key, OwnedFd)>> {
-        let inner = self.lock();
-        let above = first + 2 + inner.used.len() as RawFd;
-        let mut keys: Vec<&Key> = inner.used.keys().collect();
-        keys.sort_by_cached_key(|k| k.to_string());
-        keys.into_iter()
-            .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
-            .collect()
+        let passed: io::Result<Vec<(Key, OwnedFd)>> = {
+            let inner = self.lock();
+            let above = first + 2 + inner.used.len() as RawFd;
+            let mut keys: Vec<&Key> = inner.used.keys().collect();
+            keys.sort_by_cached_key(|k| k.to_string());
+            keys.into_iter()
+                .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
+                .collect()
+        };
+        // Not under this lock: the connection registry takes it under its own.
+        if let Ok(passed) = &passed {
+            self.conns.passing(passed.iter().map(|(k, _)| k));
+        }
+        passed
     }
 
     /// How many descriptors are in use.

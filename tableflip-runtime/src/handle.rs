@@ -3,6 +3,7 @@
 use std::fmt;
 use std::os::fd::OwnedFd;
 
+use crate::conn::{ConnHandoff, InheritedConn};
 use crate::error::{Error, UpgradeError};
 use crate::fds::FromFd;
 pub use crate::lifecycle::drain::ConnGuard;
@@ -168,6 +169,75 @@ impl Handle {
     /// A file the previous process handed over under `name`.
     pub fn file(&self, name: &str) -> Result<Option<OwnedFd>, Error> {
         self.upgrader.fds().file(name)
+    }
+
+    /// Hands an established connection (tokio's or std's `TcpStream`, `UnixStream`,
+    /// `UdpSocket`, `UnixDatagram`, by reference) to the next process under `(network,
+    /// addr)`, as Go's `AddConn` does (wire kind `conn`); `addr` is a free-form key, such as
+    /// the peer's address. Keep the returned [`ConnHandoff`] while serving the connection;
+    /// at the handover, stop reading and [`release`](ConnHandoff::release) it with what you
+    /// read and did not process. See [`InheritedConn`] for the successor's side.
+    ///
+    /// ```no_run
+    /// # async fn demo(tf: tableflip_runtime::Handle, stream: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// let peer = stream.peer_addr()?;
+    /// let handoff = tf.add_conn("tcp", &peer.to_string(), &stream)?;
+    /// let mut stream = stream;
+    /// let mut pending = Vec::new();
+    /// loop {
+    ///     tokio::select! {
+    ///         read = stream.read_buf(&mut pending) => {
+    ///             if read.unwrap_or(0) == 0 { return Ok(()) } // closed: dropping `handoff` withdraws it
+    ///             // ... answer the complete requests in `pending`, keep the rest ...
+    ///         }
+    ///         _ = tf.shutdown() => {
+    ///             handoff.release(&pending); // the successor goes on from here
+    ///             return Ok(());
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn add_conn(
+        &self,
+        network: &str,
+        addr: &str,
+        conn: impl std::os::fd::AsFd,
+    ) -> Result<ConnHandoff, Error> {
+        crate::conn::add(&self.upgrader, network, addr, conn)
+    }
+
+    /// Claims a connection the previous process handed over under `(network, addr)`, as a
+    /// `T` (tokio's or std's `TcpStream`, `UnixStream`, `UdpSocket`, `UnixDatagram`, or
+    /// `OwnedFd`); `None` if there is none. Claim before saying ready (`ready = "manual"`):
+    /// ready closes what nobody claimed. Read it only after [`InheritedConn::resume`].
+    ///
+    /// ```no_run
+    /// # async fn demo(tf: tableflip_runtime::Handle) -> Result<(), tableflip_runtime::Error> {
+    /// for (network, addr) in tf.conns()? {
+    ///     if let Some(conn) = tf.conn::<tokio::net::TcpStream>(&network, &addr)? {
+    ///         tokio::spawn(async move {
+    ///             let resumed = conn.resume().await; // the old process stopped reading it
+    ///             // serve resumed.conn, starting with resumed.unread; keep resumed.handoff
+    ///         });
+    ///     }
+    /// }
+    /// tf.ready()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn conn<T: FromFd>(
+        &self,
+        network: &str,
+        addr: &str,
+    ) -> Result<Option<InheritedConn<T>>, Error> {
+        crate::conn::claim(&self.upgrader, network, addr)
+    }
+
+    /// The `(network, addr)` keys of handed-over connections not claimed yet.
+    pub fn conns(&self) -> Result<Vec<(String, String)>, Error> {
+        crate::conn::inherited(&self.upgrader)
     }
 
     /// Counts a connection as in flight until the guard is dropped; the drain after a

@@ -13,6 +13,7 @@
 mod accept;
 use tableflip_addr as addr;
 mod child;
+mod conn;
 mod env;
 mod error;
 mod fds;
@@ -37,10 +38,12 @@ mod spec;
 mod supervisor;
 mod sys;
 mod systemd;
+pub mod testing;
 mod upgrader;
 
 pub use accept::AcceptBackoff;
 pub use addr::{Network, parse_duration};
+pub use conn::{ConnHandoff, InheritedConn, Resumed};
 pub use env::init;
 #[cfg(feature = "hyper")]
 pub(crate) use error::BoxError;

@@ -49,7 +49,8 @@ pub(crate) const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
 /// The process the watchdog interval is meant for.
 pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
 
-/// Sends notifications to systemd, if `NOTIFY_SOCKET` is set.
+/// Sends notifications to systemd, if `NOTIFY_SOCKET` is set (the default sends nothing).
+#[derive(Default)]
 pub(crate) struct Notifier {
     /// Where to send, and the variable's value for the log; `None` when not under systemd.
     target: Option<(SocketAddr, String)>,

@@ -176,6 +176,11 @@ impl Upgrader {
         Ok(Upgrader { inner })
     }
 
+    /// An upgrader over state built elsewhere (the test double, `testing.rs`).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Upgrader {
+        Upgrader { inner }
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
