@@ -537,3 +537,466 @@ fn notify_reload_unit_stops_after_reloads_draining_on_systemd_254() {
     s.answered("the request in flight at the stop", slow, main);
     s.stopped_clean();
 }
+
+// -------------------------------------------------------------------------------------------
+// systemd's fd store (examples/systemd/http-fdstore.service, http-fdstore-preserve.service):
+// the listening socket outlives the processes of the unit.
+// -------------------------------------------------------------------------------------------
+
+/// The unit that keeps its socket in the fd store on systemd 252.
+const FDSTORE_UNIT: &str = "http-fdstore.service";
+
+impl Scenario {
+    /// The inode of the socket listening on [`ADDR`], and that `main` holds it.
+    fn listening_socket(&self, main: i32) -> u64 {
+        let Some(inode) = self.c.listening_inode(addr()) else {
+            self.fail(&format!("nothing listens on {ADDR}"));
+        };
+        if !self.c.socket_inodes_of(main).contains(&inode) {
+            self.fail(&format!(
+                "the main process {main} does not hold the listening socket {inode}"
+            ));
+        }
+        inode
+    }
+
+    /// How many descriptors systemd holds in the unit's fd store.
+    fn stored(&self) -> u32 {
+        let n = self.c.property(self.unit, "NFileDescriptorStore");
+        n.parse()
+            .unwrap_or_else(|_| self.fail(&format!("NFileDescriptorStore={n:?}")))
+    }
+
+    fn stored_is(&self, when: &str, n: u32) {
+        let got = self.stored();
+        if got != n {
+            self.fail(&format!(
+                "{when}: {got} descriptors in the fd store, expected {n}"
+            ));
+        }
+    }
+
+    /// Clients that tell refused connections from requests lost in flight.
+    fn crash_load(&self) -> CrashLoad {
+        let load = self.c.crash_load(addr(), 2, 2, LOAD_BOUND);
+        std::thread::sleep(Duration::from_millis(200));
+        load
+    }
+
+    /// Ends a crash load phase: nothing refused, at most one request lost per client (the
+    /// one each had in flight on the process that died), some answered.
+    fn nothing_refused(&self, step: &str, load: CrashLoad) -> CrashReport {
+        let clients = load.clients();
+        let r = load.finish();
+        if r.refused > 0 || r.lost > clients || r.ok == 0 {
+            self.fail(&format!(
+                "{step}: {} answered, {} refused, {} lost in flight (at most {clients}), {} \
+                 retried; first failures: {:#?}",
+                r.ok, r.refused, r.lost, r.retried, r.failures
+            ));
+        }
+        r
+    }
+}
+
+/// systemd 252, FileDescriptorStoreMax= and Restart=always: reloads add nothing to the store
+/// (one socket, stored once); `kill -9` of the main process under load refuses no connection
+/// (they wait in the backlog of the socket systemd holds), loses only requests in flight on
+/// the killed process, and the process systemd starts serves on the very same socket.
+#[test]
+fn fd_store_kill_9_under_load_refuses_nothing_and_keeps_the_socket() {
+    let test = "fd_store_kill_9_under_load_refuses_nothing_and_keeps_the_socket";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    s.stored_is("after the start", 1);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    let mut requests = 0;
+    let mut lost = 0;
+    let mut main = old;
+    for round in 1..=2 {
+        let load = s.crash_load();
+        let out = s.c.exec(&["kill", "-9", &main.to_string()]);
+        if !out.status.success() {
+            s.fail(&format!("kill -9 {main}: {out:?}"));
+        }
+        let new = s.serving(Some(main));
+        s.alone(new);
+        let r = s.nothing_refused(&format!("kill -9, round {round}"), load);
+        requests += r.ok;
+        lost += r.lost;
+        if s.listening_socket(new) != inode {
+            s.fail("a new listening socket after kill -9");
+        }
+        s.restarts_are(round);
+        s.stored_is(&format!("after kill -9 round {round}"), 1);
+        main = new;
+    }
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, 2 x kill -9 under load: {requests} \
+         requests, 0 refused, {lost} lost in flight, socket inode {inode} throughout",
+        s.c.systemd_version()
+    );
+}
+
+/// systemd 252: after reloads, `systemctl restart` under load drains the request in flight,
+/// refuses no connection, and the new process serves on the same socket, which it passes on
+/// at its own reloads; the store holds that one socket throughout.
+#[test]
+fn fd_store_restart_under_load_refuses_nothing_and_keeps_the_socket() {
+    let test = "fd_store_restart_under_load_refuses_nothing_and_keeps_the_socket";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    if s.listening_socket(old) != inode {
+        s.fail("a new listening socket after reloads");
+    }
+    let load = s.load();
+    let slow = load.paused(|| s.slow(SLOW_MS, old));
+    s.systemctl(&["restart", s.unit]);
+    let main = s.serving(Some(old));
+    s.alone(main);
+    let r = s.no_failures("restart", load);
+    s.answered("the request in flight at the restart", slow, old);
+    if s.listening_socket(main) != inode {
+        s.fail("a new listening socket after the restart");
+    }
+    s.stored_is("after the restart", 1);
+    let (last, _) = s.reloads(FEW_RELOADS, main);
+    if s.listening_socket(last) != inode {
+        s.fail("a new listening socket after the reloads that followed the restart");
+    }
+    s.stored_is("after the reloads that followed the restart", 1);
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, restart under load ({} requests, 0 \
+         failed), {FEW_RELOADS} reloads, socket inode {inode} throughout",
+        s.c.systemd_version(),
+        r.ok
+    );
+}
+
+/// systemd 254, FileDescriptorStorePreserve=yes ($FDSTORE set by systemd itself): after
+/// `systemctl stop` the socket still listens in systemd's store; a request sent while the
+/// unit is stopped waits in its backlog and is answered by the process `systemctl start`
+/// starts, on the same socket.
+#[test]
+fn fd_store_preserve_keeps_the_socket_across_stop_and_start_on_systemd_254() {
+    let test = "fd_store_preserve_keeps_the_socket_across_stop_and_start_on_systemd_254";
+    let Some(systemd) = newer_systemd(test) else {
+        return;
+    };
+    let unit = "http-fdstore-preserve.service";
+    let Some(s) = Scenario::new(test, systemd, &[unit], unit) else {
+        return;
+    };
+    knows_notify_reload(&s);
+    // systemd keeps a preserved store as long as the unit is loaded; a stopped unit that
+    // nothing references is garbage-collected, its store with it. On a real system the
+    // unit is enabled, and the active multi-user.target references it; this container boots
+    // a target of its own, so an active target that wants the unit stands in.
+    s.c.write(
+        "/etc/systemd/system/tf-hold.target",
+        &format!("[Unit]\nDescription=holds {unit} loaded\nWants={unit}\n"),
+    );
+    s.systemctl(&["daemon-reload"]);
+    s.systemctl(&["start", "tf-hold.target"]);
+    let first = s.start();
+    let inode = s.listening_socket(first);
+    s.stored_is("after the start", 1);
+    let (old, _) = s.reloads(FEW_RELOADS, first);
+    s.stored_is("after reloads", 1);
+    s.systemctl(&["stop", unit]);
+    // Stopped, its store kept: systemd says so with the substate dead-resources-pinned.
+    let stopped = s.state();
+    if stopped.state() != "inactive/dead-resources-pinned" || stopped.result != "success" {
+        s.fail("expected inactive/dead-resources-pinned with Result=success");
+    }
+    if !s.c.unit_pids(unit).is_empty() {
+        s.fail("processes left in the stopped unit");
+    }
+    s.stored_is("while stopped", 1);
+    if s.c.listening_inode(addr()) != Some(inode) {
+        s.fail("the socket does not listen while the unit is stopped");
+    }
+    let waiting = s.c.in_net(|| PendingRequest::send(addr(), "/"));
+    s.systemctl(&["start", unit]);
+    let main = s.serving(Some(old));
+    match waiting.answer() {
+        Ok(body) if parse_pid(&body) == Some(main) => {}
+        other => s.fail(&format!(
+            "the request sent while stopped: {other:?}, expected an answer from {main}"
+        )),
+    }
+    if s.listening_socket(main) != inode {
+        s.fail("a new listening socket after stop/start");
+    }
+    s.no_failures("after stop/start", s.load());
+    let (last, _) = s.reloads(FEW_RELOADS, main);
+    if s.listening_socket(last) != inode {
+        s.fail("a new listening socket after the reloads that followed stop/start");
+    }
+    s.stored_is("after the reloads that followed stop/start", 1);
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads, stop/start with the socket kept (inode \
+         {inode}), {FEW_RELOADS} reloads; the request sent while stopped was answered by {main}",
+        s.c.systemd_version()
+    );
+}
+
+/// The control for the fd store tests: the same unit with `TABLEFLIP_FDSTORE=0` (a drop-in)
+/// keeps nothing in the store, and `kill -9` under load refuses connections until the new
+/// process has bound the address again. This is what the fd store prevents, and it shows
+/// that the crash load does see refusals.
+#[test]
+fn without_the_fd_store_kill_9_under_load_refuses_connections() {
+    let test = "without_the_fd_store_kill_9_under_load_refuses_connections";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[FDSTORE_UNIT], FDSTORE_UNIT) else {
+        return;
+    };
+    s.c.write(
+        &format!("/etc/systemd/system/{FDSTORE_UNIT}.d/opt-out.conf"),
+        "[Service]\nEnvironment=TABLEFLIP_FDSTORE=0\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    let old = s.start();
+    let inode = s.listening_socket(old);
+    s.stored_is("after the start", 0);
+    let load = s.crash_load();
+    let out = s.c.exec(&["kill", "-9", &old.to_string()]);
+    if !out.status.success() {
+        s.fail(&format!("kill -9 {old}: {out:?}"));
+    }
+    let main = s.serving(Some(old));
+    let r = load.finish();
+    if r.refused == 0 {
+        s.fail(&format!(
+            "expected refused connections without the fd store, got none ({} answered)",
+            r.ok
+        ));
+    }
+    if s.listening_socket(main) == inode {
+        s.fail("the same socket without the fd store?");
+    }
+    eprintln!(
+        "{test}: {} answered, {} refused, {} lost in flight: what the fd store prevents",
+        r.ok, r.refused, r.lost
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// The rest of the notify protocol: STATUS= lines, WATCHDOG=1, EXTEND_TIMEOUT_USEC=
+// (examples/systemd/http-watchdog.service, http-warmup.service).
+// -------------------------------------------------------------------------------------------
+
+impl Scenario {
+    /// What `systemctl show -p StatusText` says.
+    fn status_text(&self) -> String {
+        self.c.property(self.unit, "StatusText")
+    }
+
+    /// Waits (bounded) until the status line satisfies `ok`; returns it.
+    fn status_becomes(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status_text();
+            if ok(&status) {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!(
+                    "StatusText is not {what} within {WAIT:?}: {status:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// systemd 252: `systemctl status` tells a person what the service does: `serving (pid N)`;
+/// during a reload whose successor warms up (2 s), `upgrading to pid M`; then `serving (pid
+/// M)`, set by the handover; after an upgrade that fails, `upgrade failed: <why>` while the
+/// old process serves on; during a stop, `stopping: draining N connections`.
+#[test]
+fn status_lines_show_in_systemctl_status() {
+    let test = "status_lines_show_in_systemctl_status";
+    let unit = "http-notify.service";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[unit], unit) else {
+        return;
+    };
+    s.c.write(
+        &format!("/etc/systemd/system/{unit}.d/warmup.conf"),
+        "[Service]\nEnvironment=WARMUP_MS=2000\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    let first = s.start();
+    s.status_becomes("serving", |t| t == format!("serving (pid {first})"));
+    let shown = s.systemctl(&["status", "--no-pager", unit]);
+    if !shown.contains(&format!("Status: \"serving (pid {first})\"")) {
+        s.fail(&format!(
+            "systemctl status does not show the status line:\n{shown}"
+        ));
+    }
+
+    // `systemctl reload` returns once the reload is over (systemd waits for READY=1 after
+    // RELOADING=1): watch the status meanwhile.
+    s.systemctl(&["reload", "--no-block", unit]);
+    let upgrading = s.status_becomes("upgrading to pid N", |t| t.starts_with("upgrading to pid "));
+    let main = s.serving(Some(first));
+    if !upgrading.starts_with(&format!("upgrading to pid {main}: ")) {
+        s.fail(&format!("{upgrading:?} does not name the successor {main}"));
+    }
+    s.status_becomes("serving by the successor", |t| {
+        t == format!("serving (pid {main})")
+    });
+    s.alone(main);
+
+    // A new version that can't start: the upgrade fails, the old process serves on.
+    let out = s.c.exec(&[
+        "sh",
+        "-c",
+        "cp /usr/local/bin/http /usr/local/bin/http.good && \
+         printf '#!/bin/sh\\necho broken build >&2\\nexit 3\\n' > /usr/local/bin/http.new && \
+         chmod 755 /usr/local/bin/http.new && mv /usr/local/bin/http.new /usr/local/bin/http",
+    ]);
+    if !out.status.success() {
+        s.fail(&format!("install a broken build: {out:?}"));
+    }
+    s.systemctl(&["reload", unit]);
+    let failed = s.status_becomes("upgrade failed", |t| t.starts_with("upgrade failed: "));
+    if !failed.contains("exit") {
+        s.fail(&format!("{failed:?} does not say why"));
+    }
+    s.steady(main);
+
+    let slow = s.slow(SLOW_MS, main);
+    s.systemctl(&["stop", "--no-block", unit]);
+    let draining = s.status_becomes("stopping: draining", |t| {
+        t.starts_with("stopping: draining ")
+    });
+    s.answered("the request in flight at the stop", slow, main);
+    s.ended();
+    s.stopped_clean();
+    eprintln!(
+        "{test}: systemd {}: \"serving (pid {first})\", {upgrading:?}, \"serving (pid \
+         {main})\", {failed:?}, {draining:?}",
+        s.c.systemd_version()
+    );
+}
+
+/// systemd 252, WatchdogSec=2: the unit stays up across reloads under load and well past
+/// the watchdog interval (the successor pings; nothing is restarted); a runtime wedged by
+/// SIGUSR1 (every worker thread blocked) stops pinging and systemd restarts it
+/// (`Watchdog timeout`); so does a failing health check (SIGUSR2).
+#[test]
+fn watchdog_unit_survives_reloads_and_restarts_a_wedged_runtime() {
+    let test = "watchdog_unit_survives_reloads_and_restarts_a_wedged_runtime";
+    let unit = "http-watchdog.service";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[unit], unit) else {
+        return;
+    };
+    s.c.install(&example("watchdog"), "/usr/local/bin/watchdog");
+    let first = s.start();
+    let (main, requests) = s.reloads(FEW_RELOADS, first);
+    // Three watchdog intervals with nothing to do: still the same process.
+    std::thread::sleep(Duration::from_secs(6));
+    s.steady(main);
+
+    let mut main = main;
+    for (round, (sig, why)) in [("USR1", "wedged runtime"), ("USR2", "failing health check")]
+        .into_iter()
+        .enumerate()
+    {
+        s.systemctl(&["kill", "-s", sig, "--kill-who=main", unit]);
+        let new = s.serving(Some(main));
+        s.restarts_are(round as u32 + 1);
+        let journal = s.c.journal(unit, 200);
+        let timeouts = journal.matches("Watchdog timeout").count();
+        if timeouts != round + 1 {
+            s.fail(&format!(
+                "{why}: {timeouts} watchdog timeouts in the journal, expected {}",
+                round + 1
+            ));
+        }
+        main = new;
+    }
+    eprintln!(
+        "{test}: systemd {}, {FEW_RELOADS} reloads ({requests} requests, 0 failed), no \
+         restart over 3 intervals; restarted by the watchdog after a wedged runtime and \
+         after a failing health check",
+        s.c.systemd_version()
+    );
+}
+
+/// A start and a reload whose warm-up (6 s) is longer than `TimeoutStartSec=3` succeed
+/// (EXTEND_TIMEOUT_USEC= while warming up), under load, with `Result=success`, nothing timed
+/// out and no restart.
+fn slow_warmup_succeeds(s: &Scenario, test: &str) {
+    let started = Instant::now();
+    let first = s.start();
+    let start_took = started.elapsed();
+    let reloaded = Instant::now();
+    let (main, r) = s.reload("reload with a 6 s warm-up", first);
+    let reload_took = reloaded.elapsed();
+    if s.state().result != "success" {
+        s.fail("expected Result=success");
+    }
+    let journal = s.c.journal(s.unit, 200);
+    if journal.contains("timed out") {
+        s.fail("systemd timed something out");
+    }
+    s.steady(main);
+    eprintln!(
+        "{test}: systemd {}, TimeoutStartSec=3, WARMUP_MS=6000: start {:.1} s, reload {:.1} s \
+         under load ({} requests, 0 failed)",
+        s.c.systemd_version(),
+        start_took.as_secs_f64(),
+        reload_took.as_secs_f64(),
+        r.ok
+    );
+}
+
+/// systemd 254, Type=notify-reload (`systemctl reload` waits for the successor): a 6 s
+/// warm-up under TimeoutStartSec=3. With `TABLEFLIP_MAINPIDFD=1`, which systemd 254 does not
+/// know (255 does), systemd still follows the successor by `MAINPID=`.
+#[test]
+fn a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_254() {
+    let test = "a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_254";
+    let Some(systemd) = newer_systemd(test) else {
+        return;
+    };
+    let unit = "http-warmup.service";
+    let Some(s) = Scenario::new(test, systemd, &[unit], unit) else {
+        return;
+    };
+    knows_notify_reload(&s);
+    s.c.write(
+        &format!("/etc/systemd/system/{unit}.d/pidfd.conf"),
+        "[Service]\nEnvironment=TABLEFLIP_MAINPIDFD=1\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    slow_warmup_succeeds(&s, test);
+}
+
+/// systemd 252, Type=notify + ExecReload= (`systemctl reload` also waits for `READY=1`
+/// after `RELOADING=1`): the same 6 s warm-up under TimeoutStartSec=3, by a drop-in.
+#[test]
+fn a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_252() {
+    let test = "a_slow_warmup_succeeds_under_a_short_start_timeout_on_systemd_252";
+    let unit = "http-notify.service";
+    let Some(s) = Scenario::new(test, Systemd::Host, &[unit], unit) else {
+        return;
+    };
+    s.c.write(
+        &format!("/etc/systemd/system/{unit}.d/warmup.conf"),
+        "[Service]\nEnvironment=WARMUP_MS=6000\nTimeoutStartSec=3\n",
+    );
+    s.systemctl(&["daemon-reload"]);
+    slow_warmup_succeeds(&s, test);
+}

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 pub(crate) struct Bins {
     pub(crate) hello: PathBuf,
     pub(crate) http: PathBuf,
+    pub(crate) http_naive: PathBuf,
     pub(crate) floor: PathBuf,
     pub(crate) many_listeners: PathBuf,
     pub(crate) plain_hello: PathBuf,
@@ -54,6 +55,7 @@ pub(crate) fn build(release_examples: bool) -> Result<Bins, String> {
     Ok(Bins {
         hello: find(&ex, "hello")?,
         http: find(&ex, "http")?,
+        http_naive: find(&ex, "http_naive")?,
         floor: find(&own, "floor")?,
         many_listeners: find(&own, "many_listeners")?,
         plain_hello: find(&own, "plain_hello")?,

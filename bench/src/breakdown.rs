@@ -28,7 +28,7 @@ const PHASES: [(&str, &str); 9] = [
     ),
     (
         "spawn",
-        "pipes, a blocking-pool thread, fork, exec (std's spawn returns once exec succeeded)",
+        "pipes, the fork of the shim, its fork and exec of the successor (the shim reports once exec succeeded)",
     ),
     (
         "successor start",
@@ -58,43 +58,59 @@ const PHASES: [(&str, &str); 9] = [
     ("total: signal → old pid gone", "as in the cycle table"),
 ];
 
-/// Runs `cycles` upgrades of `exe` (a hello service) with a debug log and cuts each into
-/// [`PHASES`].
-pub(crate) fn run(exe: &Path, cycles: usize) -> Result<Vec<Phase>, String> {
-    let _sweep = procs::Sweep;
-    let addr = free_addr()?;
-    let log = procs::scratch().join("breakdown.log");
-    let mut cmd = procs::service_command(
-        exe,
-        &[
-            ("ADDR", addr.to_string()),
-            ("RUST_LOG", "debug".to_string()),
-        ],
-        &log,
-    );
-    let (mut pid, _) = procs::spawn(&mut cmd).map_err(|e| format!("can't start: {e}"))?;
-    let first = pid;
-    probe::poll(WAIT, || probe::hello(addr).ok().filter(|p| *p == first))
-        .ok_or_else(|| format!("hello did not answer; log:\n{}", procs::tail(&log, 20)))?;
-    // Instants (the reaper's stamps) to the realtime clock of the log.
-    let (sys0, inst0) = (SystemTime::now(), Instant::now());
-    let us = |t: Instant| micros(sys0 + (t - inst0));
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
-    let mut seen = 0;
-    for _ in 0..cycles {
-        let old = pid;
+/// Each subject's phases (or why it could not be measured), by name.
+pub(crate) type Subjects = Vec<(String, Result<Vec<Phase>, String>)>;
+
+/// One service whose upgrades are cut into phases.
+struct Subject {
+    addr: std::net::SocketAddr,
+    pid: i32,
+    log: std::path::PathBuf,
+    /// Log lines already read.
+    seen: usize,
+    samples: Vec<Vec<f64>>,
+}
+
+impl Subject {
+    fn start(exe: &Path, tag: &str) -> Result<Subject, String> {
+        let addr = free_addr()?;
+        let log = procs::scratch().join(format!("breakdown-{tag}.log"));
+        let mut cmd = procs::service_command(
+            exe,
+            &[
+                ("ADDR", addr.to_string()),
+                ("RUST_LOG", "debug".to_string()),
+            ],
+            &log,
+        );
+        let (pid, _) = procs::spawn(&mut cmd).map_err(|e| format!("can't start: {e}"))?;
+        probe::poll(WAIT, || probe::hello(addr).ok().filter(|p| *p == pid))
+            .ok_or_else(|| format!("hello did not answer; log:\n{}", procs::tail(&log, 20)))?;
+        Ok(Subject {
+            addr,
+            pid,
+            log,
+            seen: 0,
+            samples: vec![Vec::new(); PHASES.len()],
+        })
+    }
+
+    /// One upgrade, cut into phases.
+    fn cycle(&mut self, us: impl Fn(Instant) -> u64) -> Result<(), String> {
+        let (addr, log) = (self.addr, &self.log);
+        let old = self.pid;
         let t0 = Instant::now();
         procs::signal(old, Signal::SIGHUP)?;
         let new = probe::poll(WAIT, || probe::hello(addr).ok().filter(|p| *p != old))
-            .ok_or_else(|| format!("no new pid answered; log:\n{}", procs::tail(&log, 20)))?;
+            .ok_or_else(|| format!("no new pid answered; log:\n{}", procs::tail(log, 20)))?;
         let answered = Instant::now();
         let exit = Reaper::get()
             .wait(old, WAIT)
             .ok_or_else(|| format!("old pid {old} did not exit"))?;
-        pid = new;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().skip(seen).collect();
-        seen += lines.len();
+        self.pid = new;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().skip(self.seen).collect();
+        self.seen += lines.len();
         let at = |message: &str, field: &str, p: i32| -> Option<u64> {
             let field = format!("{field}={p}");
             lines
@@ -104,12 +120,13 @@ pub(crate) fn run(exe: &Path, cycles: usize) -> Result<Vec<Phase>, String> {
         };
         let events = [
             Some(us(t0)),
-            // The upgrade's span prints as `upgrade{pid=OLD}:`.
+            // The upgrade's span prints as `upgrade{pid=OLD ...}:`.
             lines
                 .iter()
                 .find(|l| {
                     l.contains("starting the new process")
-                        && l.contains(&format!("upgrade{{pid={old}}}"))
+                        && (l.contains(&format!("upgrade{{pid={old}}}"))
+                            || l.contains(&format!("upgrade{{pid={old} ")))
                 })
                 .and_then(|l| parse_timestamp(l.split_whitespace().next()?)),
             at("started new process", "child_pid", new),
@@ -121,22 +138,54 @@ pub(crate) fn run(exe: &Path, cycles: usize) -> Result<Vec<Phase>, String> {
         ];
         for (i, pair) in events.windows(2).enumerate() {
             if let [Some(a), Some(b)] = pair {
-                samples[i].push(b.saturating_sub(*a) as f64 / 1e3);
+                self.samples[i].push(b.saturating_sub(*a) as f64 / 1e3);
             }
         }
-        samples[7].push((answered - t0).as_secs_f64() * 1e3);
-        samples[8].push((exit.at - t0).as_secs_f64() * 1e3);
-        std::thread::sleep(Duration::from_millis(10));
+        self.samples[7].push((answered - t0).as_secs_f64() * 1e3);
+        self.samples[8].push((exit.at - t0).as_secs_f64() * 1e3);
+        Ok(())
     }
-    Ok(PHASES
+
+    fn phases(self) -> Vec<Phase> {
+        PHASES
+            .iter()
+            .zip(self.samples)
+            .map(|((name, covers), v)| Phase {
+                name,
+                covers,
+                ms: Summary::of(v),
+            })
+            .collect()
+    }
+}
+
+/// Runs `cycles` upgrades of every hello service of `subjects` (name, executable), in turn,
+/// with a debug log, and cuts each into [`PHASES`].
+pub(crate) fn run(subjects: &[(String, &Path)], cycles: usize) -> Subjects {
+    let _sweep = procs::Sweep;
+    // Instants (the reaper's stamps) to the realtime clock of the log.
+    let (sys0, inst0) = (SystemTime::now(), Instant::now());
+    let us = |t: Instant| micros(sys0 + (t - inst0));
+    let mut live: Vec<Result<Subject, String>> = subjects
         .iter()
-        .zip(samples)
-        .map(|((name, covers), v)| Phase {
-            name,
-            covers,
-            ms: Summary::of(v),
-        })
-        .collect())
+        .enumerate()
+        .map(|(i, (_, exe))| Subject::start(exe, &i.to_string()))
+        .collect();
+    for _ in 0..cycles {
+        for s in &mut live {
+            if let Ok(subject) = s {
+                if let Err(e) = subject.cycle(us) {
+                    *s = Err(e);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    subjects
+        .iter()
+        .zip(live)
+        .map(|((name, _), s)| (name.clone(), s.map(Subject::phases)))
+        .collect()
 }
 
 fn micros(t: SystemTime) -> u64 {

@@ -13,6 +13,7 @@
 
 mod bins;
 mod breakdown;
+mod clients;
 mod cycles;
 mod load;
 mod overhead;
@@ -44,6 +45,7 @@ struct Counts {
     gap: Duration,
     load: under_load::Plan,
     overhead: overhead::Plan,
+    clients: clients::Plan,
 }
 
 const FULL: Counts = Counts {
@@ -62,6 +64,12 @@ const FULL: Counts = Counts {
         conns: 64,
         rounds: 16,
         round: Duration::from_millis(750),
+    },
+    clients: clients::Plan {
+        turns: 10,
+        upgrades: 20,
+        wrk_conns: 32,
+        gap: Duration::from_millis(50),
     },
 };
 
@@ -82,6 +90,12 @@ const QUICK: Counts = Counts {
         rounds: 2,
         round: Duration::from_millis(250),
     },
+    clients: clients::Plan {
+        turns: 1,
+        upgrades: 2,
+        wrk_conns: 8,
+        gap: Duration::from_millis(50),
+    },
 };
 
 struct Args {
@@ -90,7 +104,8 @@ struct Args {
     hammer: Option<(std::net::SocketAddr, f64)>,
     json: PathBuf,
     release_examples: bool,
-    /// Sections to run (`cycles`, `load`, `overhead`, `breakdown`); all when empty.
+    /// Sections to run (`cycles`, `load`, `overhead`, `breakdown`, `clients`); all when
+    /// empty.
     only: Vec<String>,
     /// `--candidate NAME=PATH`: more hello services cycled with the others (A/B runs).
     candidates: Vec<(String, PathBuf)>,
@@ -104,14 +119,14 @@ const USAGE: &str = "usage: tableflip-bench [--quick] [--json PATH] [--release-e
                        figures mean nothing
   --json PATH          where to write the results (default: bench/results.json)
   --release-examples   with --quick: build and use the examples in release
-  --only LIST          run only these sections: cycles, load, overhead, breakdown
-                       (comma-separated)
+  --only LIST          run only these sections: cycles, load, overhead, breakdown,
+                       clients (comma-separated)
   --hammer ADDR SECS   only load the hello server at ADDR with 64 connections for SECS
                        seconds and print its throughput (to profile a server)
   --candidate NAME=PATH
                        also cycle the hello service at PATH (same contract as `hello`)
-                       in the upgrade table, in turn with the others: an A/B run of a
-                       change in one run (repeatable)
+                       in the upgrade table and the breakdown, in turn with the others:
+                       an A/B run of a change in one run (repeatable)
 
 With TABLEFLIP_BENCH_SAMPLES=DIR, the load section also writes every request's latency and
 every upgrade window there as CSV.";
@@ -133,7 +148,7 @@ fn parse_args() -> Result<Args, String> {
             "--only" => {
                 let list = it.next().ok_or("--only needs a list")?;
                 for s in list.split(',') {
-                    if !["cycles", "load", "overhead", "breakdown"].contains(&s) {
+                    if !["cycles", "load", "overhead", "breakdown", "clients"].contains(&s) {
                         return Err(format!("unknown section `{s}`"));
                     }
                     args.only.push(s.to_owned());
@@ -231,9 +246,16 @@ fn main() -> ExitCode {
     }
     if run("breakdown") {
         let bar = bar(1, "breakdown");
-        report.breakdown = Some(breakdown::run(&bins.hello, counts.breakdown));
+        let mut subjects = vec![(report::TABLEFLIP_HELLO.to_owned(), bins.hello.as_path())];
+        for (name, path) in &args.candidates {
+            subjects.push((format!("candidate `{name}`"), path.as_path()));
+        }
+        report.breakdown = Some(breakdown::run(&subjects, counts.breakdown));
         bar.finish_and_clear();
         eprintln!("breakdown: done");
+    }
+    if run("clients") {
+        clients_section(&bins, counts, &mut report);
     }
     procs::kill_all();
     drop(rt);
@@ -482,4 +504,38 @@ fn overhead_section(
     eprintln!("overhead: done");
     r.overhead = Some(res);
     r.overhead_plan = counts.overhead;
+}
+
+/// Section 8: wrk and h2load across upgrades of the `http` example and of `http_naive`
+/// (`axum::serve` with graceful shutdown), in turn.
+fn clients_section(bins: &bins::Bins, counts: Counts, r: &mut Report) {
+    let _sweep = procs::Sweep;
+    r.clients_plan = counts.clients;
+    if let Some(tool) = clients::missing_tool() {
+        r.clients = Some(Err(format!(
+            "skipped: {tool} is not installed (Debian packages wrk, nghttp2-client)"
+        )));
+        return;
+    }
+    let servers = [
+        (
+            report::TABLEFLIP_HTTP,
+            "`tableflip::axum::serve`",
+            bins.http.as_path(),
+        ),
+        (
+            "tableflip `http_naive`",
+            "`axum::serve(..).with_graceful_shutdown(tf.shutdown())`",
+            bins.http_naive.as_path(),
+        ),
+    ];
+    let plan = counts.clients;
+    let bar = bar(plan.turns * plan.upgrades * servers.len(), "clients");
+    let rows = clients::run(&servers, plan, |name| {
+        bar.set_message(name.to_owned());
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    eprintln!("clients: done");
+    r.clients = Some(Ok(rows));
 }

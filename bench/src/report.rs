@@ -87,7 +87,10 @@ pub(crate) struct Report {
     pub(crate) skipped: Vec<(&'static str, String)>,
     /// `go version`, when the Go peers were built.
     pub(crate) go_version: Option<String>,
-    pub(crate) breakdown: Option<Result<Vec<crate::breakdown::Phase>, String>>,
+    /// Per subject (`hello`, then the candidates): its phases.
+    pub(crate) breakdown: Option<crate::breakdown::Subjects>,
+    pub(crate) clients: Option<Result<Vec<crate::clients::Row>, String>>,
+    pub(crate) clients_plan: crate::clients::Plan,
 }
 
 fn loadavg() -> String {
@@ -239,6 +242,8 @@ impl Report {
             skipped: Vec::new(),
             go_version: None,
             breakdown: None,
+            clients: None,
+            clients_plan: plan.clients,
         }
     }
 
@@ -252,7 +257,16 @@ impl Report {
         self.cycles.iter().any(|r| r.record.error.is_some())
             || self.load.iter().any(|l| l.run.is_err())
             || matches!(self.overhead, Some(Err(_)))
-            || matches!(self.breakdown, Some(Err(_)))
+            || self
+                .breakdown
+                .as_ref()
+                .is_some_and(|b| b.iter().any(|(_, r)| r.is_err()))
+            || self.clients.as_ref().is_some_and(|c| {
+                c.as_ref().map_or_else(
+                    |e| !e.starts_with("skipped"),
+                    |rows| rows.iter().any(|r| r.tally.is_err()),
+                )
+            })
     }
 
     fn command(&self) -> &'static str {
@@ -315,6 +329,29 @@ impl Report {
 
     fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
+        if let Some(Ok(rows)) = &self.clients {
+            let figure = rows
+                .iter()
+                .map(|r| match &r.tally {
+                    Ok(tally) => format!(
+                        "{}: {} lost in {} upgrades",
+                        r.server,
+                        tally.lost(),
+                        tally.upgrades
+                    ),
+                    Err(_) => format!("{}: error", r.server),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let ours = rows.iter().find(|r| r.server == TABLEFLIP_HTTP);
+            t.push(Target {
+                what: "wrk and h2load across upgrades: 0 lost (tableflip `http`)",
+                figure,
+                met: ours
+                    .and_then(|r| r.tally.as_ref().ok())
+                    .map(|tally| tally.lost() == 0),
+            });
+        }
         let failed: Vec<String> = self
             .load
             .iter()
@@ -468,6 +505,9 @@ impl Report {
         self.md_load(&mut line);
         self.md_overhead(&mut line);
         self.md_breakdown(&mut line);
+        for l in crate::clients::markdown(&self.clients, self.clients_plan) {
+            line(&l);
+        }
         line("");
         line("### Targets (issue 13)");
         line("");
@@ -704,21 +744,30 @@ impl Report {
              (the runtime's `RUST_LOG=debug` timestamps and the bench's clocks)",
         );
         line("");
-        let phases = match &self.breakdown {
-            None => return line("not run"),
-            Some(Err(e)) => return line(&format!("error: {}", first_line(e))),
-            Some(Ok(p)) => p,
+        let Some(subjects) = &self.breakdown else {
+            return line("not run");
         };
-        line("| phase | covers | n | ms (p50 / p99 / max) |");
-        line("|---|---|---|---|");
-        for p in phases {
-            line(&format!(
-                "| {} | {} | {} | {} |",
-                p.name,
-                p.covers,
-                p.ms.n,
-                p.ms.cell()
-            ));
+        let mut head = String::from("| phase | covers | n |");
+        let mut rule = String::from("|---|---|---|");
+        for (name, _) in subjects {
+            head += &format!(" {name}: ms (p50 / p99 / max) |");
+            rule += "---|";
+        }
+        line(&head);
+        line(&rule);
+        let Some(Ok(first)) = subjects.first().map(|(_, r)| r) else {
+            let e = subjects.first().and_then(|(_, r)| r.as_ref().err());
+            return line(&format!("error: {}", first_line(e.map_or("", |e| e))));
+        };
+        for (i, p) in first.iter().enumerate() {
+            let mut row = format!("| {} | {} | {} |", p.name, p.covers, p.ms.n);
+            for (_, r) in subjects {
+                match r {
+                    Ok(phases) => row += &format!(" {} |", phases[i].ms.cell()),
+                    Err(e) => row += &format!(" error: {} |", first_line(e)),
+                }
+            }
+            line(&row);
         }
         line("");
         line(

@@ -17,7 +17,7 @@
 //! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
 //! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use crate::env::{Startup, is_inherited_only};
 use crate::error::UpgradeError;
 use crate::fds::Key;
-use crate::handshake::{READY_BYTE, READY_FD, SENTINEL, file_fd};
+use crate::handshake::{READY_BYTE, READY_FD, SENTINEL};
 use crate::{gob, sys};
 
 /// How long the shim may take to obey a command before it is killed.
@@ -76,6 +76,7 @@ pub(crate) async fn upgrade(
     files: Vec<(Key, OwnedFd)>,
     timeout: Duration,
     mut cancel: watch::Receiver<bool>,
+    on_started: impl FnOnce(u32),
 ) -> Result<Ready, UpgradeError> {
     let started = Instant::now();
     let program = startup.program().map_err(|source| UpgradeError::Spawn {
@@ -96,6 +97,7 @@ pub(crate) async fn upgrade(
         })?;
     let pid = child.pid;
     tracing::info!(child_pid = pid, program = %program.display(), "started new process");
+    on_started(pid);
 
     let outcome = {
         let names_tx = &mut child.names;
@@ -213,7 +215,13 @@ async fn spawn(
     let (report_r, report_w) = sys::pipe_cloexec().map_err(io)?;
     let (err_r, err_w) = sys::pipe_cloexec().map_err(io)?;
 
-    let placed = place_above_targets(ready_w.as_fd(), names_r.as_fd(), files).map_err(io)?;
+    // fd 3, fd 4, then fd 5+i, each numbered above the highest target.
+    let sources: Vec<BorrowedFd<'_>> = [ready_w.as_fd(), names_r.as_fd()]
+        .into_iter()
+        .chain(files.iter().map(AsFd::as_fd))
+        .collect();
+    let copies = copies_above_targets(&sources).map_err(io)?;
+    let placed = placed(&sources, &copies);
     let mut args = vec![startup.argv0.clone()];
     args.extend(startup.args.iter().cloned());
     // What describes this process's own inheritance (the handshake, socket activation) is
@@ -228,28 +236,35 @@ async fn spawn(
         args: &args,
         env: &env,
     };
-    let plan = sys::ShimPlan::new(
-        exec,
-        &placed,
-        READY_FD,
-        control_r.as_fd(),
-        report_w.as_fd(),
-        (err_r.as_fd(), err_w.as_fd()),
-    )
-    .map_err(io)?;
+    // The plan (raw pointers into its own strings) lives in this block only: the future
+    // stays `Send`.
+    let shim = {
+        let plan = sys::ShimPlan::new(
+            exec,
+            &placed,
+            READY_FD,
+            control_r.as_fd(),
+            report_w.as_fd(),
+            (err_r.as_fd(), err_w.as_fd()),
+        )
+        .map_err(io)?;
 
-    // The fork runs on tokio's blocking pool: it takes a millisecond or more, and on a
-    // worker thread it would stall every connection that worker serves.
-    let shim = tokio::task::spawn_blocking(move || {
-        let shim = sys::fork_shim(&plan);
-        drop((
-            plan, placed, control_r, report_w, err_r, err_w, ready_w, names_r,
-        ));
-        shim
-    })
-    .await
-    .map_err(|e| io(std::io::Error::other(e)))?
-    .map_err(io)?;
+        // The fork runs right here, on the task that asked for the upgrade: the copy of the
+        // page tables takes a fraction of a millisecond for a service of a few megabytes, less
+        // than starting a blocking-pool thread for it would, and it needs no new thread, so an
+        // upgrade can't fail (or panic, as tokio's `spawn_blocking` does) where the system has
+        // no thread to spare. A service with gigabytes resident pays its fork here, once per
+        // upgrade.
+        sys::fork_shim(&plan)
+    };
+    drop(placed);
+    drop((sources, copies));
+    drop((control_r, report_w, err_r, err_w, ready_w, names_r));
+    let shim = match shim {
+        Ok(shim) => shim,
+        // No process to spare (EAGAIN) or no memory: the new process could not start.
+        Err(e) => return Err(Spawned::Failed(e)),
+    };
 
     let mut starting = Starting {
         shim,
@@ -288,20 +303,32 @@ async fn spawn(
     }
 }
 
-/// The successor's descriptors in handshake order (its fd 3, fd 4, then fd 5+i), each a copy
-/// numbered above the highest target, so that placing one with `dup2` never overwrites another
-/// still to be placed. (A plain `dup` takes the lowest free number, which can be one of the
-/// targets whenever a connection closed meanwhile.)
-fn place_above_targets(
-    ready: std::os::fd::BorrowedFd<'_>,
-    names: std::os::fd::BorrowedFd<'_>,
-    files: &[OwnedFd],
-) -> std::io::Result<Vec<OwnedFd>> {
-    let first_free = file_fd(files.len());
-    [ready, names]
-        .into_iter()
-        .chain(files.iter().map(AsFd::as_fd))
-        .map(|fd| sys::dup_at_least(fd, first_free))
+/// Copies of the successor's descriptors (in handshake order: its fd 3, fd 4, then fd 5+i)
+/// that are numbered at or below the highest target, each numbered above it, so that placing
+/// one with `dup2` never overwrites another still to be placed. (A plain `dup` takes the
+/// lowest free number, which can be one of the targets whenever a connection closed
+/// meanwhile.) The ones already above it (the files: see `Fds::snapshot`) need no copy:
+/// `None`, one system call less per listener and upgrade.
+fn copies_above_targets(sources: &[BorrowedFd<'_>]) -> std::io::Result<Vec<Option<OwnedFd>>> {
+    let first_free = READY_FD + sources.len() as RawFd;
+    sources
+        .iter()
+        .map(|fd| {
+            if fd.as_raw_fd() >= first_free {
+                Ok(None)
+            } else {
+                sys::dup_at_least(*fd, first_free).map(Some)
+            }
+        })
+        .collect()
+}
+
+/// The descriptors to place: each source, or its copy.
+fn placed<'a>(sources: &[BorrowedFd<'a>], copies: &'a [Option<OwnedFd>]) -> Vec<BorrowedFd<'a>> {
+    sources
+        .iter()
+        .zip(copies)
+        .map(|(src, copy)| copy.as_ref().map_or(*src, AsFd::as_fd))
         .collect()
 }
 
@@ -382,15 +409,44 @@ impl Starting {
         if tokio::time::timeout(SHIM_GRACE, eof).await.is_err() {
             let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
         }
-        let shim = self.shim;
-        let _ = tokio::task::spawn_blocking(move || nix::sys::wait::waitpid(shim, None)).await;
+        reap(self.shim).await;
         self.reaped = true;
+    }
+}
+
+/// Reaps `shim`, which has exited or is about to (it closed its report pipe, or was
+/// killed): polls `waitpid` without blocking a thread, bounded; a shim still there after
+/// [`SHIM_GRACE`] is killed, and left to the process's end if even that does not end it.
+async fn reap(shim: Pid) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + 2 * SHIM_GRACE;
+    let mut killed = false;
+    for pause in (0..).map(|i: u32| Duration::from_micros(100 << i.min(10))) {
+        match waitpid(shim, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            // Reaped, or not ours to reap any more.
+            _ => return,
+        }
+        if !killed && Instant::now() + SHIM_GRACE >= deadline {
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            killed = true;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                shim = shim.as_raw(),
+                "the process that started the new one does not exit"
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
     }
 }
 
 impl Drop for Starting {
     /// An upgrade abandoned halfway (its future dropped): the shim is told to kill the
-    /// successor, and reaped on the blocking pool, so that nothing is left behind.
+    /// successor, and reaped by a task of its own (or, outside a runtime, a thread), so
+    /// that nothing is left behind. Nothing here can panic: a runtime that is shutting down
+    /// drops the task, and the process's end collects the shim.
     fn drop(&mut self) {
         if self.reaped {
             return;
@@ -400,12 +456,11 @@ impl Drop for Starting {
             let _ = std::fs::File::from(fd).write_all(&[sys::CMD_KILL]);
         }
         let shim = self.shim;
-        let reap = move || {
-            let _ = nix::sys::wait::waitpid(shim, None);
-        };
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(reap)),
-            Err(_) => drop(std::thread::Builder::new().spawn(reap)),
+            Ok(rt) => drop(rt.spawn(reap(shim))),
+            Err(_) => drop(std::thread::Builder::new().spawn(move || {
+                let _ = nix::sys::wait::waitpid(shim, None);
+            })),
         }
     }
 }
@@ -421,6 +476,11 @@ fn placeholder_receiver() -> Result<pipe::Receiver, UpgradeError> {
 }
 
 impl Watch {
+    /// The successor's pidfd, where pidfds exist.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+
     /// Waits until the successor is gone, and says how it went.
     pub(crate) async fn gone(mut self) -> Gone {
         #[cfg(target_os = "linux")]
@@ -507,7 +567,12 @@ mod tests {
         let lowest = holes.iter().map(|h| h.0.as_raw_fd()).min().unwrap();
         drop(holes);
         let (r, w) = sys::pipe_cloexec().expect("pipe");
-        let placed = place_above_targets(w.as_fd(), r.as_fd(), &files).expect("placed");
+        let sources: Vec<BorrowedFd<'_>> = [w.as_fd(), r.as_fd()]
+            .into_iter()
+            .chain(files.iter().map(AsFd::as_fd))
+            .collect();
+        let copies = copies_above_targets(&sources).expect("copies");
+        let placed = placed(&sources, &copies);
         let highest_target = READY_FD + placed.len() as std::os::fd::RawFd - 1;
         assert!(
             lowest <= highest_target,

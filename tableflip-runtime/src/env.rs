@@ -45,8 +45,15 @@ static STARTUP: OnceLock<Startup> = OnceLock::new();
 /// [`Upgrader::new`](crate::Upgrader::new) and [`Service::run`](crate::Service::run) call
 /// it if you did not. Calling it again does nothing.
 ///
+/// In a process that is PID 1 (a container without an init), it first becomes a small
+/// supervisor and does not return: it starts the program again as its child, follows the
+/// upgrades, forwards signals, reaps orphans, and exits with the last generation's status, so
+/// that an upgrade does not end the container. `TABLEFLIP_SUPERVISOR=0` opts out. The README's
+/// "Containers" section has the details.
+///
 /// [`init_env`]: crate::init_env
 pub fn init() {
+    crate::supervisor::supervise_if_pid1();
     startup();
 }
 

@@ -10,6 +10,7 @@ use crate::addr::{Address, Endpoint, Network, parse_address};
 use crate::error::Error;
 use crate::net::{self, ListenHook};
 use crate::sys;
+use crate::systemd::fdstore::{self, FdStore};
 use crate::systemd::{self, Activated};
 
 /// What a passed descriptor is, in Go tableflip's vocabulary (the first string of a names entry).
@@ -213,6 +214,8 @@ struct Inner {
 pub struct Fds {
     inner: Mutex<Inner>,
     hook: Option<ListenHook>,
+    /// systemd's fd store, where sockets this process brings in are kept (if it is used).
+    store: FdStore,
 }
 
 impl Fds {
@@ -223,7 +226,13 @@ impl Fds {
                 ..Inner::default()
             }),
             hook,
+            store: FdStore::from_env(),
         }
+    }
+
+    /// systemd's fd store.
+    pub(crate) fn store(&self) -> &FdStore {
+        &self.store
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -351,6 +360,7 @@ impl Fds {
         let dup = fd
             .try_clone_to_owned()
             .map_err(|e| Error::io(format!("can't duplicate {key}"), e))?;
+        self.store.stored(&key, fd, true);
         let mut inner = self.lock();
         inner.inherited.remove(&key);
         inner.used.insert(key, dup);
@@ -428,6 +438,7 @@ impl Fds {
         };
         let key = Key::new(kind, network, &key_addr);
         let dup = fd.try_clone().map_err(listen_err)?;
+        let bound_here = from_systemd.is_none();
         {
             let mut inner = self.lock();
             inner.inherited.remove(&key);
@@ -437,17 +448,29 @@ impl Fds {
                 inner.systemd_keys.insert(key.clone());
             }
         }
+        if bound_here {
+            self.store.stored(&key, dup.as_fd(), false);
+        }
         T::from_fd(dup).map_err(|e| Error::io(format!("can't use {key} as {}", T::NAME), e))
     }
 
     /// At start-up: the sockets systemd passed, for listeners to claim.
     pub(crate) fn set_activated(&self, activated: Vec<Activated>) {
-        self.lock().activated = activated;
+        // Sockets from systemd's fd store are claimed as if a previous process passed them.
+        let (stored, activated) = fdstore::split(activated);
+        let mut inner = self.lock();
+        if !stored.is_empty() {
+            let mut all = std::mem::take(&mut inner.inherited).into_vec();
+            all.extend(stored);
+            inner.inherited = Inherited::new(all);
+        }
+        inner.activated = activated;
     }
 
     /// At ready: closes the sockets systemd passed and nobody claimed; returns them, described.
     pub(crate) fn close_activated(&self) -> Vec<String> {
         let unclaimed = std::mem::take(&mut self.lock().activated);
+        self.store.unclaimed(&unclaimed);
         unclaimed.iter().map(Activated::describe).collect()
     }
 
@@ -483,6 +506,7 @@ impl Fds {
             if let Some(path) = key.socket_path() {
                 unlink_socket(path);
             }
+            self.store.removed(&key);
             drop(fd);
         }
         names
@@ -495,7 +519,9 @@ impl Fds {
             (std::mem::take(&mut inner.used), inner.systemd_keys.clone())
         };
         for (key, fd) in used {
-            if let Some(path) = key.socket_path().filter(|_| !systemd_keys.contains(&key)) {
+            // Socket files stay where systemd holds the socket (a .socket unit, the fd store).
+            let systemds = systemd_keys.contains(&key) || self.store.is_on();
+            if let Some(path) = key.socket_path().filter(|_| !systemds) {
                 unlink_socket(path);
             }
             drop(fd);

@@ -180,4 +180,15 @@ impl Handle {
     pub fn in_flight(&self) -> usize {
         self.upgrader.inner().in_flight()
     }
+
+    /// Sets the health check that gates systemd's watchdog pings (`WatchdogSec=`): see
+    /// [`Upgrader::health_check`](crate::Upgrader::health_check).
+    pub fn health_check<F, Fut, E>(&self, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.upgrader.health_check(check);
+    }
 }

@@ -34,6 +34,7 @@ mod run;
 mod service;
 mod signals;
 mod spec;
+mod supervisor;
 mod sys;
 mod systemd;
 mod upgrader;

@@ -4,7 +4,10 @@
 //! right process across upgrades (see `Upgrader`): `READY=1` at a cold start;
 //! `RELOADING=1` when an upgrade starts; `MAINPID=<successor>` with `READY=1` once the
 //! successor is ready, then a `BARRIER=1` round before this process drains; `READY=1` with a
-//! `STATUS=` line after a failed upgrade; `STOPPING=1` at a graceful stop. Failures are
+//! `STATUS=` line after a failed upgrade; `STOPPING=1` at a graceful stop. Besides, what the
+//! lifecycle decides (docs/lifecycle.md, "Telling systemd"): `STATUS=` lines for a person,
+//! `EXTEND_TIMEOUT_USEC=` while warming up, `WATCHDOG=1` pings, `MAINPIDFD=1` with the
+//! successor's pidfd (opt-in, `TABLEFLIP_MAINPIDFD=1`, systemd >= 255). Failures are
 //! logged, never fatal. `NOTIFY_SOCKET` stays in the environment: successors need it.
 //!
 //! Socket activation: the sockets systemd passed (`LISTEN_FDS`, `LISTEN_PID`,
@@ -26,6 +29,8 @@ use crate::addr::Endpoint;
 use crate::error::Error;
 use crate::{net, sys};
 
+pub(crate) mod fdstore;
+
 /// The variable that points to systemd's notification socket.
 pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// How long one notification may block on a full socket buffer.
@@ -37,18 +42,37 @@ const LISTEN_FDS_START: RawFd = 3;
 /// More activated sockets than this is a broken environment, not a configuration.
 const MAX_LISTEN_FDS: usize = 4096;
 
+/// `TABLEFLIP_MAINPIDFD=1`: the handover also passes the successor's pidfd (`MAINPIDFD=1`).
+pub(crate) const MAINPIDFD_VAR: &str = "TABLEFLIP_MAINPIDFD";
+/// The watchdog interval systemd asks for (`WatchdogSec=`), in microseconds.
+pub(crate) const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+/// The process the watchdog interval is meant for.
+pub(crate) const WATCHDOG_PID: &str = "WATCHDOG_PID";
+
 /// Sends notifications to systemd, if `NOTIFY_SOCKET` is set.
 pub(crate) struct Notifier {
     /// Where to send, and the variable's value for the log; `None` when not under systemd.
     target: Option<(SocketAddr, String)>,
+    /// Pass the successor's pidfd with `MAINPIDFD=1` at the handover (systemd >= 255).
+    mainpidfd: bool,
+    /// How often systemd wants `WATCHDOG=1` (`None`: no watchdog).
+    watchdog: Option<Duration>,
+    /// The last `STATUS=` sent, not to send the same line again.
+    status: std::sync::Mutex<String>,
 }
 
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace). An unusable
     /// value is logged once and notifications are off.
     pub(crate) fn from_env() -> Notifier {
+        let off = Notifier {
+            target: None,
+            mainpidfd: false,
+            watchdog: None,
+            status: Default::default(),
+        };
         let Some(value) = std::env::var_os(NOTIFY_SOCKET).filter(|v| !v.is_empty()) else {
-            return Notifier { target: None };
+            return off;
         };
         let shown = value.to_string_lossy().into_owned();
         match notify_addr(&value) {
@@ -56,12 +80,89 @@ impl Notifier {
                 tracing::debug!(notify_socket = %shown, "will notify systemd");
                 Notifier {
                     target: Some((addr, shown)),
+                    mainpidfd: std::env::var(MAINPIDFD_VAR).is_ok_and(|v| v == "1"),
+                    ..off
                 }
             }
             Err(e) => {
                 tracing::warn!(notify_socket = %shown, error = %e, "NOTIFY_SOCKET is not usable; not notifying systemd");
-                Notifier { target: None }
+                off
             }
+        }
+    }
+
+    /// A notifier that sends to `target` (tests).
+    #[cfg(test)]
+    fn to(target: Option<(SocketAddr, String)>) -> Notifier {
+        Notifier {
+            target,
+            mainpidfd: false,
+            watchdog: None,
+            status: Default::default(),
+        }
+    }
+
+    /// Reads `WATCHDOG_USEC` and `WATCHDOG_PID`: the watchdog is on when the interval is set
+    /// and meant for this process — `WATCHDOG_PID` unset or this pid, or this process is a
+    /// successor (`successor`), which inherited its parent's variables along with its
+    /// place as the service's main process.
+    pub(crate) fn with_watchdog_from_env(mut self, successor: bool) -> Notifier {
+        if self.target.is_none() {
+            return self;
+        }
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let for_us = match var(WATCHDOG_PID) {
+            None => true,
+            Some(pid) => successor || pid.trim().parse::<u32>().ok() == Some(std::process::id()),
+        };
+        self.watchdog = match var(WATCHDOG_USEC).map(|v| v.trim().parse::<u64>()) {
+            None => None,
+            Some(Ok(0)) => None,
+            Some(Ok(usec)) if for_us => {
+                tracing::debug!(watchdog_usec = usec, "systemd's watchdog is on: pinging it");
+                Some(Duration::from_micros(usec))
+            }
+            Some(Ok(_)) => {
+                tracing::debug!("{WATCHDOG_USEC} is meant for another process ({WATCHDOG_PID})");
+                None
+            }
+            Some(Err(_)) => {
+                tracing::warn!("{WATCHDOG_USEC} is not a number: not pinging systemd's watchdog");
+                None
+            }
+        };
+        self
+    }
+
+    /// The watchdog interval, if systemd wants pings.
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    /// `WATCHDOG=1`: this process is alive (and its health check passed).
+    pub(crate) fn watchdog(&self) {
+        if self.watchdog.is_some() {
+            self.notify("WATCHDOG=1");
+        }
+    }
+
+    /// `STATUS=<line>`, unless it is the line sent last.
+    pub(crate) fn status(&self, line: &str) {
+        if self.target.is_none() {
+            return;
+        }
+        let line = line.replace('\n', " ");
+        let mut last = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != line && self.notify(&format!("STATUS={line}")) {
+            *last = line;
+        }
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=`: the start or reload in progress may take `by` longer from
+    /// now, past the unit's `TimeoutStartSec=`.
+    pub(crate) fn extend_timeout(&self, by: Duration) {
+        if self.target.is_some() {
+            self.notify(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
         }
     }
 
@@ -82,18 +183,44 @@ impl Notifier {
         }
     }
 
-    /// The successor `pid` is ready: `MAINPID=<pid>` and `READY=1` in one message, then a
-    /// `BARRIER=1` round, so that systemd knows the new main process before this one exits.
-    pub(crate) async fn handover(&self, pid: u32) {
-        if self.notify(&format!("MAINPID={pid}\nREADY=1")) {
-            self.barrier(BARRIER_TIMEOUT).await;
+    /// The successor `pid` is ready: `MAINPID=<pid>` and `READY=1` in one message, with
+    /// the successor's status line (this process is no longer the main one afterwards: its
+    /// own messages would be refused); then a `BARRIER=1` round, so that systemd knows the
+    /// new main process before this one exits.
+    ///
+    /// With `TABLEFLIP_MAINPIDFD=1` and a `pidfd` for the successor, the message also says
+    /// `MAINPIDFD=1` and carries the pidfd (`SCM_RIGHTS`): systemd >= 255 then follows the
+    /// process itself, which a reused pid can never be mistaken for. Older systemd ignores
+    /// `MAINPIDFD=1` (it closes the descriptor, with a warning) and uses `MAINPID=`.
+    pub(crate) async fn handover(&self, pid: u32, pidfd: Option<BorrowedFd<'_>>, status: &str) {
+        let Some((addr, shown)) = &self.target else {
+            return;
+        };
+        let status = status.replace('\n', " ");
+        let pidfd = pidfd.filter(|_| self.mainpidfd);
+        let state = match pidfd {
+            Some(_) => format!("MAINPID={pid}\nMAINPIDFD=1\nREADY=1\nSTATUS={status}"),
+            None => format!("MAINPID={pid}\nREADY=1\nSTATUS={status}"),
+        };
+        match send(addr, &state, pidfd) {
+            Ok(()) => {
+                tracing::debug!(state, "notified systemd");
+                *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+                self.barrier(BARRIER_TIMEOUT).await;
+            }
+            Err(e) => {
+                tracing::warn!(notify_socket = %shown, state, error = %e, "can't notify systemd")
+            }
         }
     }
 
     /// `READY=1` and `STATUS=upgrade failed: <cause>`: the upgrade failed, this process serves on.
     pub(crate) fn upgrade_failed(&self, cause: &str) {
         let cause = cause.replace('\n', " ");
-        self.notify(&format!("READY=1\nSTATUS=upgrade failed: {cause}"));
+        let status = format!("upgrade failed: {cause}");
+        if self.notify(&format!("READY=1\nSTATUS={status}")) {
+            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        }
     }
 
     /// `STOPPING=1`: a graceful stop begins.
@@ -471,9 +598,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("notify");
         let rx = UnixDatagram::bind(&path).unwrap();
-        let n = Notifier {
-            target: Some((notify_addr(path.as_os_str()).unwrap(), String::new())),
-        };
+        let n = Notifier::to(Some((
+            notify_addr(path.as_os_str()).unwrap(),
+            String::new(),
+        )));
         n.ready();
         n.stopping();
         let mut buf = [0u8; 256];
@@ -494,9 +622,10 @@ mod tests {
             let name = format!("tf-sd-test-{}", std::process::id());
             let rx =
                 UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap()).unwrap();
-            let n = Notifier {
-                target: Some((notify_addr(OsStr::new(&format!("@{name}"))).unwrap(), name)),
-            };
+            let n = Notifier::to(Some((
+                notify_addr(OsStr::new(&format!("@{name}"))).unwrap(),
+                name,
+            )));
             n.upgrade_failed("new process 7 exited\nbadly");
             let len = rx.recv(&mut buf).unwrap();
             assert_eq!(
@@ -562,7 +691,7 @@ mod tests {
 
     #[test]
     fn no_notify_socket_sends_nothing() {
-        let n = Notifier { target: None };
+        let n = Notifier::to(None);
         assert!(!n.notify("READY=1"));
     }
 }

@@ -156,6 +156,7 @@ impl Upgrader {
             "upgrader created"
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let has_parent = parent.is_some();
         let inner = Arc::new(Inner {
             startup,
             timeout,
@@ -164,11 +165,12 @@ impl Upgrader {
             fds,
             gate: Mutex::new(Gate::Pending),
             keep_open: Mutex::new(Vec::new()),
-            systemd: Notifier::from_env(),
+            systemd: Notifier::from_env().with_watchdog_from_env(has_parent),
             tx,
             published: watch::channel(Published::default()).0,
             tracker: Arc::default(),
             drain: OnceLock::new(),
+            health: Default::default(),
         });
         driver::spawn(inner.clone(), rx);
         Ok(Upgrader { inner })
@@ -185,6 +187,45 @@ impl Upgrader {
     /// The descriptors: get inherited ones, create or add new ones.
     pub fn fds(&self) -> &Fds {
         &self.inner.fds
+    }
+
+    /// Sets the health check that gates systemd's watchdog pings (`WatchdogSec=`).
+    ///
+    /// Under a unit with `WatchdogSec=` the runtime sends `WATCHDOG=1` from its own loop,
+    /// several times per interval, so a runtime whose threads are all blocked stops pinging
+    /// and systemd restarts it. Before each ping it runs `check`: while `check` fails, or
+    /// does not finish within the ping period (at most 1 s, a third of the interval), no
+    /// ping is sent and the error is logged. Keep it cheap; it runs without a watchdog too
+    /// (once a second, under systemd), so that its failures are logged either way.
+    ///
+    /// ```no_run
+    /// # async fn demo(upg: tableflip_runtime::Upgrader) {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// let db_ok = Arc::new(AtomicBool::new(true));
+    /// upg.health_check(move || {
+    ///     let db_ok = db_ok.clone();
+    ///     async move {
+    ///         if db_ok.load(Ordering::Relaxed) {
+    ///             Ok(())
+    ///         } else {
+    ///             Err("the database does not answer")
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn health_check<F, Fut, E>(&self, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.inner.health.set(Arc::new(move || {
+            let fut = check();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
     }
 
     /// The upgrade timeout in force.
@@ -231,6 +272,7 @@ impl Upgrader {
                 "closed sockets systemd passed that no listener claimed"
             );
         }
+        crate::systemd::fdstore::ready(self);
         match &inner.parent {
             Some(parent) => {
                 if parent.send_ready()? == ReadySent::Abandoned {

@@ -57,7 +57,7 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{HttpLoad, HttpReport, PendingRequest, install_file, ppid_of};
+use super::{CrashLoad, HttpLoad, HttpReport, PendingRequest, install_file, ppid_of};
 
 /// Where `TABLEFLIP_REQUIRE_REAL_SYSTEMD=1` turns every "cannot run here" into a failure.
 pub const REQUIRE_VAR: &str = "TABLEFLIP_REQUIRE_REAL_SYSTEMD";
@@ -395,6 +395,57 @@ impl Container {
             .host_pid(pid)
             .unwrap_or_else(|| panic!("no process {pid} in the container"));
         self.in_net(|| PendingRequest::send_accepted_by(addr, path, host))
+    }
+
+    /// [`CrashLoad::start`] inside the container's network.
+    pub fn crash_load(
+        &self,
+        addr: std::net::SocketAddr,
+        keep_alive: usize,
+        fresh: usize,
+        bound: Duration,
+    ) -> CrashLoad {
+        self.in_net(|| CrashLoad::start(addr, keep_alive, fresh, bound))
+    }
+
+    /// One property of a unit (`systemctl show -p NAME --value`).
+    pub fn property(&self, unit: &str, name: &str) -> String {
+        self.systemctl(&["show", "-p", name, "--value", unit])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// The inode of the TCP socket listening on `addr` in the container's network, from its
+    /// `/proc/net/tcp` (the same socket has the same inode in every process holding it).
+    pub fn listening_inode(&self, addr: std::net::SocketAddr) -> Option<u64> {
+        let std::net::SocketAddr::V4(v4) = addr else {
+            panic!("listening_inode: IPv4 only, got {addr}");
+        };
+        // /proc/net/tcp writes the address as the 32-bit number in host byte order, in hex.
+        let local = format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        );
+        let table = std::fs::read_to_string(format!("/proc/{}/net/tcp", self.pid1)).ok()?;
+        table.lines().skip(1).find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() > 9 && cols[1] == local && cols[3] == "0A")
+                .then(|| cols[9].parse().ok())
+                .flatten()
+        })
+    }
+
+    /// The socket inodes a process of the container (by container pid) holds.
+    pub fn socket_inodes_of(&self, pid: i32) -> std::collections::BTreeSet<u64> {
+        let host = self
+            .host_pid(pid)
+            .unwrap_or_else(|| panic!("no process {pid} in the container"));
+        super::socket_inodes(host)
+            .into_iter()
+            .filter_map(|i| i.parse().ok())
+            .collect()
     }
 
     fn mount_root(&mut self, systemd: &Systemd) -> Result<(), Unsupported> {

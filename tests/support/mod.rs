@@ -23,6 +23,15 @@ mod http_clients;
 pub use container::*;
 #[allow(unused_imports)]
 pub use http_clients::*;
+mod crash;
+#[allow(unused_imports)]
+pub use crash::*;
+mod notify;
+#[allow(unused_imports)]
+pub use notify::*;
+mod pidns;
+#[allow(unused_imports)]
+pub use pidns::*;
 
 /// The bound on every single wait.
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -140,11 +140,14 @@ impl Report {
             "targets": targets,
             "breakdown": match &self.breakdown {
                 None => Value::Null,
-                Some(Err(e)) => json!({ "error": e }),
-                Some(Ok(phases)) => json!(phases.iter().map(|p| json!({
-                    "phase": p.name, "covers": p.covers, "ms": p.ms.json(),
-                })).collect::<Vec<_>>()),
+                Some(subjects) => json!(subjects.iter().map(|(name, r)| match r {
+                    Err(e) => json!({ "subject": name, "error": e }),
+                    Ok(phases) => json!({ "subject": name, "phases": phases.iter().map(|p| json!({
+                        "phase": p.name, "covers": p.covers, "ms": p.ms.json(),
+                    })).collect::<Vec<_>>() }),
+                }).collect::<Vec<_>>()),
             },
+            "real_clients": crate::clients::json(&self.clients, self.clients_plan),
         })
     }
 }

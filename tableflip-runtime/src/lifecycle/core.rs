@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: Arc<Tracker>,
     /// What a service drains (unset for a bare upgrader).
     pub(crate) drain: OnceLock<Arc<Plan>>,
+    /// The user's health check, run before each watchdog ping.
+    pub(crate) health: super::notify::Health,
 }
 
 impl Inner {

@@ -9,10 +9,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use super::core::Inner;
-use super::drain;
 use super::msg::{Handover, Msg};
 use super::phase::ExitReason;
 use super::phase::{Effect, Event, Exit, Facts, Phase, Refusal};
+use super::{drain, notify};
 use crate::child::{self, Gone};
 use crate::error::{UpgradeError, chain};
 
@@ -31,6 +31,13 @@ struct Driver {
     handed: Option<Handover>,
     /// Cancels the upgrade in flight.
     cancel: Option<watch::Sender<bool>>,
+    /// When this process started (for the cold start's `EXTEND_TIMEOUT_USEC=`), and when
+    /// the upgrade in flight began.
+    born: Instant,
+    upgrade_started: Option<Instant>,
+    /// The parent process at start-up: for a successor, the shim that started it, until the
+    /// old process releases it at the handover.
+    first_ppid: nix::unistd::Pid,
 }
 
 /// Starts the driver for `core` on the current tokio runtime.
@@ -53,7 +60,11 @@ pub(crate) fn spawn(core: Arc<Inner>, rx: mpsc::UnboundedReceiver<Msg>) {
         outcome: None,
         handed: None,
         cancel: None,
+        born: Instant::now(),
+        upgrade_started: None,
+        first_ppid: nix::unistd::getppid(),
     };
+    notify::spawn(driver.core.clone());
     tokio::spawn(driver.run());
 }
 
@@ -84,6 +95,16 @@ impl Driver {
         }
     }
 
+    /// Does systemd take this process's messages? A successor becomes the main process at
+    /// its parent's handover, which releases it from the shim (it is re-parented) right
+    /// before it sends `MAINPID=`.
+    fn is_main_process(&self) -> bool {
+        match &self.core.parent {
+            None => true,
+            Some(p) => p.has_exited() || nix::unistd::getppid() != self.first_ppid,
+        }
+    }
+
     fn take_handover(
         &mut self,
         result: Result<Handover, UpgradeError>,
@@ -104,6 +125,7 @@ impl Driver {
         while let Some(event) = queue.pop() {
             let facts = Facts {
                 parent_alive: self.core.parent.as_ref().is_some_and(|p| !p.has_exited()),
+                main_process: self.is_main_process(),
                 under_systemd: self.core.systemd.is_active(),
             };
             let before = self.phase;
@@ -144,11 +166,13 @@ impl Driver {
             Effect::StartUpgrade { reloading_sent } => {
                 let (cancel, cancelled) = watch::channel(false);
                 self.cancel = Some(cancel);
+                self.upgrade_started = Some(Instant::now());
+                // Before the status line that follows this effect.
+                if !reloading_sent {
+                    core.systemd.reloading();
+                }
                 let core = core.clone();
                 tokio::spawn(async move {
-                    if !reloading_sent {
-                        core.systemd.reloading();
-                    }
                     let result = guarded_upgrade(core.clone(), cancelled, "upgrade").await;
                     let _ = core.tx.send(Msg::Upgraded(result));
                 });
@@ -293,6 +317,18 @@ impl Driver {
                 in_flight = core.in_flight(),
                 "stop signal: the drain goes on; another one forces the exit"
             ),
+            Effect::Status(line) => core.systemd.status(&notify::status_text(line, core)),
+            Effect::ExtendTimeout => {
+                let since = match before {
+                    Phase::Starting => self.born,
+                    _ => self.upgrade_started.unwrap_or(self.born),
+                };
+                let period = notify::period(core.systemd.watchdog_interval());
+                if let Some(by) = notify::extension(period, since.elapsed(), core.timeout) {
+                    core.systemd.extend_timeout(by);
+                }
+            }
+            Effect::Watchdog => core.systemd.watchdog(),
             Effect::Exit(exit) => {
                 match exit {
                     Exit::Forced(signal) => tracing::warn!(
@@ -347,10 +383,18 @@ async fn upgrade(
             .snapshot(crate::handshake::READY_FD)
             .map_err(UpgradeError::Io)?;
         tracing::info!(files = files.len(), "starting the new process");
-        let ready = child::upgrade(core.startup, files, core.timeout, cancelled).await?;
+        let tx = core.tx.clone();
+        let on_started = move |pid| {
+            let _ = tx.send(Msg::Event(Event::SuccessorStarted(pid)));
+        };
+        let ready =
+            child::upgrade(core.startup, files, core.timeout, cancelled, on_started).await?;
         core.keep_open(ready.names);
         // systemd must know the new main process (now its child) before this one drains.
-        core.systemd.handover(ready.pid).await;
+        let status = format!("serving (pid {})", ready.pid);
+        core.systemd
+            .handover(ready.pid, ready.watch.pidfd(), &status)
+            .await;
         tracing::info!(
             child_pid = ready.pid,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -6,6 +6,7 @@ pub(crate) mod core;
 pub(crate) mod drain;
 pub(crate) mod driver;
 pub(crate) mod msg;
+pub(crate) mod notify;
 pub(crate) mod phase;
 #[cfg(test)]
 mod tests;

@@ -108,6 +108,25 @@ pub(crate) enum Event {
     Drained,
     /// The drain timeout ran out.
     DrainTimeout,
+    /// The notify loop's periodic tick (only under systemd): time for `WATCHDOG=1` pings,
+    /// `EXTEND_TIMEOUT_USEC=` extensions and status refreshes. `healthy`: the user's health
+    /// check (if any) passed.
+    Tick { healthy: bool },
+    /// The successor being started runs, with this pid (it is not ready yet).
+    SuccessorStarted(u32),
+}
+
+/// What `STATUS=` says, for a person reading `systemctl status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatusLine {
+    /// `serving (pid N)`.
+    Serving,
+    /// `upgrading: starting a new process`, then `upgrading to pid N` once it runs.
+    Upgrading(Option<u32>),
+    /// `upgrade requested: waiting for the previous process (pid N) to exit`.
+    UpgradeDeferred,
+    /// `stopping: draining N connections`.
+    Draining,
 }
 
 /// Which way an upgrade request is answered.
@@ -165,6 +184,13 @@ pub(crate) enum Effect {
     SuccessorLeft(Gone),
     /// Log the outcome of a replacement.
     RescueOutcome,
+    /// Tell systemd `STATUS=` (a line is sent only when it changed).
+    Status(StatusLine),
+    /// Tell systemd `EXTEND_TIMEOUT_USEC=`: the start or reload in progress goes on (while
+    /// within the upgrade timeout).
+    ExtendTimeout,
+    /// Tell systemd's watchdog `WATCHDOG=1` (if `WatchdogSec=` asked for it).
+    Watchdog,
     /// A stop signal during the drain: it goes on; the next one forces the exit.
     DrainContinues(Signal),
     /// Exit.
@@ -176,6 +202,10 @@ pub(crate) enum Effect {
 pub(crate) struct Facts {
     /// This process's own parent (the process it took over from) still lives.
     pub(crate) parent_alive: bool,
+    /// systemd takes this process's messages (`NotifyAccess=main`): it has no parent that
+    /// lives, or its parent has released it (it is no longer the shim's child: the
+    /// handover's `MAINPID=` follows at once).
+    pub(crate) main_process: bool,
     /// systemd supervises this service (`NOTIFY_SOCKET` is usable): a successor that
     /// crashes after the handover is systemd's to restart, not ours.
     pub(crate) under_systemd: bool,
@@ -190,7 +220,13 @@ impl Phase {
     pub(crate) fn on(self, event: &Event, facts: Facts) -> (Phase, Vec<Effect>) {
         match (self, event) {
             // --- Starting ---------------------------------------------------------------
-            (Starting, Event::Ready) => (Serving { deferred: false }, vec![]),
+            // A successor's status goes with its parent's handover (`MAINPID=`): until then
+            // systemd would refuse its messages.
+            (Starting, Event::Ready) if facts.parent_alive => (Serving { deferred: false }, vec![]),
+            (Starting, Event::Ready) => (
+                Serving { deferred: false },
+                vec![Status(StatusLine::Serving)],
+            ),
             (Starting, Event::UpgradeSignal) => {
                 (self, vec![IgnoreUpgradeSignal(Refusal::NotReady)])
             }
@@ -217,7 +253,7 @@ impl Phase {
                 let effects = if deferred {
                     vec![]
                 } else {
-                    vec![NotifyReloading]
+                    vec![NotifyReloading, Status(StatusLine::UpgradeDeferred)]
                 };
                 (Serving { deferred: true }, effects)
             }
@@ -226,9 +262,12 @@ impl Phase {
                     cancelled: false,
                     stops: 0,
                 },
-                vec![StartUpgrade {
-                    reloading_sent: false,
-                }],
+                vec![
+                    StartUpgrade {
+                        reloading_sent: false,
+                    },
+                    Status(StatusLine::Upgrading(None)),
+                ],
             ),
             (Serving { .. }, Event::UpgradeRequest) if facts.parent_alive => {
                 (self, vec![Refuse(Refusal::ParentAlive)])
@@ -238,22 +277,32 @@ impl Phase {
                     cancelled: false,
                     stops: 0,
                 },
-                vec![StartUpgrade {
-                    reloading_sent: deferred,
-                }],
+                vec![
+                    StartUpgrade {
+                        reloading_sent: deferred,
+                    },
+                    Status(StatusLine::Upgrading(None)),
+                ],
             ),
             (Serving { deferred: true }, Event::ParentExited) => (
                 Upgrading {
                     cancelled: false,
                     stops: 0,
                 },
-                vec![StartUpgrade {
-                    reloading_sent: true,
-                }],
+                vec![
+                    StartUpgrade {
+                        reloading_sent: true,
+                    },
+                    Status(StatusLine::Upgrading(None)),
+                ],
             ),
             (Serving { .. }, Event::Stop(signal)) => (
                 Draining(Drain::new(ExitReason::Stopped, u32::from(signal.is_some()))),
-                vec![BeginDrain(ExitReason::Stopped), TellParentStopping],
+                vec![
+                    BeginDrain(ExitReason::Stopped),
+                    TellParentStopping,
+                    Status(StatusLine::Draining),
+                ],
             ),
             (Serving { .. }, Event::BodyReturned(outcome)) => {
                 let mut effects = vec![BeginDrain(ExitReason::Stopped)];
@@ -261,6 +310,7 @@ impl Phase {
                 if outcome.is_ok() {
                     effects.push(TellParentStopping);
                 }
+                effects.push(Status(StatusLine::Draining));
                 (Draining(Drain::new(ExitReason::Stopped, 0)), effects)
             }
 
@@ -307,11 +357,43 @@ impl Phase {
                     BeginDrain(ExitReason::Stopped),
                     TellParentStopping,
                     AnswerWaiter,
+                    Status(StatusLine::Draining),
                 ],
             ),
             (Upgrading { .. }, Event::UpgradeDone(Err(_))) => (
                 Serving { deferred: false },
                 vec![UpgradeFailed, AnswerWaiter],
+            ),
+
+            (
+                Upgrading {
+                    cancelled: false, ..
+                },
+                Event::SuccessorStarted(pid),
+            ) => (self, vec![Status(StatusLine::Upgrading(Some(*pid)))]),
+
+            // --- The notify loop's tick ---------------------------------------------------
+            // Only the service's main process is heard: a process started cold (a successor
+            // is not the main one before its parent's handover), the serving one, and one
+            // draining after its own stop (not one that handed over).
+            (Starting, Event::Tick { healthy }) if facts.main_process => {
+                (self, with_watchdog(vec![ExtendTimeout], *healthy))
+            }
+            // A successor that said ready but is not handed over yet: not heard.
+            (Serving { .. }, Event::Tick { healthy }) if facts.main_process => {
+                (self, with_watchdog(vec![], *healthy))
+            }
+            (Upgrading { cancelled, .. }, Event::Tick { healthy }) => {
+                let extend = if cancelled {
+                    vec![]
+                } else {
+                    vec![ExtendTimeout]
+                };
+                (self, with_watchdog(extend, *healthy))
+            }
+            (Draining(d), Event::Tick { healthy }) if d.reason == ExitReason::Stopped => (
+                self,
+                with_watchdog(vec![Status(StatusLine::Draining)], *healthy),
             ),
 
             // --- Draining ---------------------------------------------------------------
@@ -389,6 +471,8 @@ impl Phase {
             | (_, Event::Drained)
             | (_, Event::DrainTimeout)
             | (_, Event::UpgradeSignal)
+            | (_, Event::Tick { .. })
+            | (_, Event::SuccessorStarted(_))
             | (Exiting(_), Event::UpgradeRequest) => (self, vec![]),
         }
     }
@@ -404,6 +488,14 @@ impl Phase {
             Exiting(_) => "exiting",
         }
     }
+}
+
+/// `effects`, and a watchdog ping if the health check passed.
+fn with_watchdog(mut effects: Vec<Effect>, healthy: bool) -> Vec<Effect> {
+    if healthy {
+        effects.push(Watchdog);
+    }
+    effects
 }
 
 fn refusal_while_draining(d: Drain) -> Refusal {

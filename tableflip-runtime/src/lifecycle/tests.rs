@@ -2,7 +2,7 @@
 //! effects are checked against the table below, which is docs/lifecycle.md's.
 
 use super::phase::{
-    Drain, Effect::*, Event, Exit, ExitReason, Facts, Phase, Phase::*, RESCUES, Refusal,
+    Drain, Effect::*, Event, Exit, ExitReason, Facts, Phase, Phase::*, RESCUES, Refusal, StatusLine,
 };
 use crate::child::Gone;
 use crate::error::UpgradeError;
@@ -14,14 +14,17 @@ const SIGTERM: Signal = Signal::SIGTERM;
 const ALONE: Facts = Facts {
     parent_alive: false,
     under_systemd: false,
+    main_process: true,
 };
 const PARENT: Facts = Facts {
     parent_alive: true,
     under_systemd: false,
+    main_process: false,
 };
 const SYSTEMD: Facts = Facts {
     parent_alive: false,
     under_systemd: true,
+    main_process: true,
 };
 
 fn drain(reason: ExitReason, stops: u32) -> Drain {
@@ -98,6 +101,9 @@ fn events() -> Vec<Event> {
         Event::BodyReturned(Err("boom".into())),
         Event::Drained,
         Event::DrainTimeout,
+        Event::Tick { healthy: true },
+        Event::Tick { healthy: false },
+        Event::SuccessorStarted(44),
     ]
 }
 
@@ -112,7 +118,8 @@ fn expected(
     let stopped = ExitReason::Stopped;
     let upgraded = ExitReason::Upgraded;
     Some(match (phase, event) {
-        (Starting, E::Ready) => (SERVING, vec![]),
+        (Starting, E::Ready) if facts.parent_alive => (SERVING, vec![]),
+        (Starting, E::Ready) => (SERVING, vec![Status(StatusLine::Serving)]),
         (Starting, E::UpgradeSignal) => (phase, vec![IgnoreUpgradeSignal(Refusal::NotReady)]),
         (Starting, E::UpgradeRequest) => (phase, vec![Refuse(Refusal::NotReady)]),
         (Starting, E::Stop(s)) => (Aborting { signal: *s }, vec![Abandon]),
@@ -133,41 +140,59 @@ fn expected(
             if deferred {
                 vec![]
             } else {
-                vec![NotifyReloading]
+                vec![NotifyReloading, Status(StatusLine::UpgradeDeferred)]
             },
         ),
         (Serving { .. }, E::UpgradeSignal) => (
             UPGRADING,
-            vec![StartUpgrade {
-                reloading_sent: false,
-            }],
+            vec![
+                StartUpgrade {
+                    reloading_sent: false,
+                },
+                Status(StatusLine::Upgrading(None)),
+            ],
         ),
         (Serving { .. }, E::UpgradeRequest) if facts.parent_alive => {
             (phase, vec![Refuse(Refusal::ParentAlive)])
         }
         (Serving { deferred }, E::UpgradeRequest) => (
             UPGRADING,
-            vec![StartUpgrade {
-                reloading_sent: deferred,
-            }],
+            vec![
+                StartUpgrade {
+                    reloading_sent: deferred,
+                },
+                Status(StatusLine::Upgrading(None)),
+            ],
         ),
         (Serving { deferred: true }, E::ParentExited) => (
             UPGRADING,
-            vec![StartUpgrade {
-                reloading_sent: true,
-            }],
+            vec![
+                StartUpgrade {
+                    reloading_sent: true,
+                },
+                Status(StatusLine::Upgrading(None)),
+            ],
         ),
         (Serving { .. }, E::Stop(s)) => (
             Draining(drain(stopped, u32::from(s.is_some()))),
-            vec![BeginDrain(stopped), TellParentStopping],
+            vec![
+                BeginDrain(stopped),
+                TellParentStopping,
+                Status(StatusLine::Draining),
+            ],
         ),
         (Serving { .. }, E::BodyReturned(Ok(()))) => (
             Draining(drain(stopped, 0)),
-            vec![BeginDrain(stopped), TellParentStopping],
+            vec![
+                BeginDrain(stopped),
+                TellParentStopping,
+                Status(StatusLine::Draining),
+            ],
         ),
-        (Serving { .. }, E::BodyReturned(Err(_))) => {
-            (Draining(drain(stopped, 0)), vec![BeginDrain(stopped)])
-        }
+        (Serving { .. }, E::BodyReturned(Err(_))) => (
+            Draining(drain(stopped, 0)),
+            vec![BeginDrain(stopped), Status(StatusLine::Draining)],
+        ),
 
         (Upgrading { .. }, E::UpgradeSignal) => {
             (phase, vec![IgnoreUpgradeSignal(Refusal::InProgress)])
@@ -202,9 +227,44 @@ fn expected(
             E::UpgradeDone(Err(_)),
         ) => (
             Draining(drain(stopped, stops)),
-            vec![BeginDrain(stopped), TellParentStopping, AnswerWaiter],
+            vec![
+                BeginDrain(stopped),
+                TellParentStopping,
+                AnswerWaiter,
+                Status(StatusLine::Draining),
+            ],
         ),
         (Upgrading { .. }, E::UpgradeDone(Err(_))) => (SERVING, vec![UpgradeFailed, AnswerWaiter]),
+
+        (
+            Upgrading {
+                cancelled: false, ..
+            },
+            E::SuccessorStarted(pid),
+        ) => (phase, vec![Status(StatusLine::Upgrading(Some(*pid)))]),
+
+        // The notify loop's tick: only the main process is heard.
+        (Starting, E::Tick { healthy }) if facts.main_process => {
+            (phase, and_ping(vec![ExtendTimeout], *healthy))
+        }
+        (Serving { .. }, E::Tick { healthy }) if facts.main_process => {
+            (phase, and_ping(vec![], *healthy))
+        }
+        (Upgrading { cancelled, .. }, E::Tick { healthy }) => (
+            phase,
+            and_ping(
+                if cancelled {
+                    vec![]
+                } else {
+                    vec![ExtendTimeout]
+                },
+                *healthy,
+            ),
+        ),
+        (Draining(d), E::Tick { healthy }) if d.reason == stopped => (
+            phase,
+            and_ping(vec![Status(StatusLine::Draining)], *healthy),
+        ),
 
         (Draining(d), E::Stop(Some(s)))
             if d.stops >= 1 && !(d.reason == upgraded && facts.under_systemd) =>
@@ -274,6 +334,14 @@ fn expected(
     })
 }
 
+/// `effects` and a watchdog ping, if the health check passed.
+fn and_ping(mut effects: Vec<super::phase::Effect>, healthy: bool) -> Vec<super::phase::Effect> {
+    if healthy {
+        effects.push(Watchdog);
+    }
+    effects
+}
+
 #[test]
 fn every_event_in_every_phase_does_what_the_table_says() {
     let mut checked = 0;
@@ -287,7 +355,7 @@ fn every_event_in_every_phase_does_what_the_table_says() {
             }
         }
     }
-    assert_eq!(checked, 3 * 13 * 18);
+    assert_eq!(checked, 3 * 13 * 21);
 }
 
 #[test]
