@@ -17,7 +17,7 @@
 //! | [`Handle`] | the running service: [`shutdown`](Handle::shutdown), [`is_draining`](Handle::is_draining), [`track`](Handle::track) a connection, [`ready`](Handle::ready), [`upgrade`](Handle::upgrade), [`listen`](Handle::listen) at run time, [`add_file`](Handle::add_file)/[`file`](Handle::file) to carry state |
 //! | [`Listeners`] | the declared listeners, taken by parameter name as any [`FromFd`] type |
 //! | [`Upgrader`], [`Options`], [`Fds`] | Go tableflip's API, for a service without the builder |
-//! | [`init`], [`init_env`] | read what the process inherited early; `init_env` (`unsafe`, before any thread) also removes the handshake's variables from the environment |
+//! | [`init`], [`init_env`] | `init`: read what the process inherited, early; `init_env` (`unsafe`, before any thread): remove the handshake's variables from the environment |
 //! | [`AcceptBackoff`] | back off and log at a bounded rate when `accept` fails |
 //! | [`Error`], [`UpgradeError`], [`AddrError`] | typed errors; every cause kept as `source()` |
 //! | [`Network`], [`parse_duration`] | Go's network names and durations, as the attribute reads them |
@@ -111,8 +111,8 @@
 /// # What it expands to
 ///
 /// Only calls on the public API, so the same service can be written by hand: first
-/// [`init_env`], which reads what the process inherited and removes the handshake's
-/// variables from the environment (it is `unsafe` because changing the environment is only
+/// [`init_env`], which removes the handshake's variables from the environment, keeping
+/// their values for the runtime (it is `unsafe` because changing the environment is only
 /// sound before any thread exists; the attribute allows `unsafe_code` for that one call, so
 /// a crate with `#![forbid(unsafe_code)]` writes the builder by hand without it: the
 /// variables are then only kept from the processes an upgrade starts), then the builder.

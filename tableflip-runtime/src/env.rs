@@ -7,18 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::Error;
-use crate::handshake::SENTINEL;
+use crate::handshake::{INHERITED_ONLY, LISTEN_VARS, SENTINEL};
 use crate::parent::{self, Handoff};
 use crate::{sys, systemd};
-
-/// The variables systemd uses for socket activation.
-pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
-
-/// The variables that describe what this process inherited (the tableflip handshake and
-/// systemd's socket activation): they are true of this process only, and must never reach a
-/// process it starts.
-pub(crate) const INHERITED_ONLY: [&str; 4] =
-    [SENTINEL, LISTEN_VARS[0], LISTEN_VARS[1], LISTEN_VARS[2]];
 
 /// Is `name` one of [`INHERITED_ONLY`]?
 pub(crate) fn is_inherited_only(name: &OsStr) -> bool {
@@ -77,8 +68,10 @@ fn capture() -> Startup {
     let args: Vec<OsString> = args.collect();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
 
-    let has_parent = std::env::var_os(SENTINEL).is_some_and(|v| !v.is_empty());
-    let listen_vars = LISTEN_VARS.map(|name| std::env::var(name).ok());
+    // Read where `init_env` kept them if it removed them from the environment.
+    let has_parent = sys::inherited_var(SENTINEL).is_some_and(|v| !v.is_empty());
+    let listen_vars =
+        LISTEN_VARS.map(|name| sys::inherited_var(name).and_then(|v| v.into_string().ok()));
 
     // systemd's sockets start at fd 3, where a tableflip parent puts its pipes: only a
     // process started cold can have been activated.

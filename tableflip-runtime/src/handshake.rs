@@ -12,6 +12,15 @@ use std::os::fd::RawFd;
 /// The variable that tells a process it was started by a tableflip parent.
 pub const SENTINEL: &str = "TABLEFLIP_HAS_PARENT_7DIU3";
 
+/// The variables systemd uses for socket activation.
+pub(crate) const LISTEN_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// The variables that describe what this process inherited (the tableflip handshake and
+/// systemd's socket activation): they are true of this process only, and never reach a
+/// process it starts.
+pub(crate) const INHERITED_ONLY: [&str; 4] =
+    [SENTINEL, LISTEN_VARS[0], LISTEN_VARS[1], LISTEN_VARS[2]];
+
 /// fd 3: the write end of the ready pipe.
 pub(crate) const READY_FD: RawFd = 3;
 /// fd 4: the read end of the names pipe.

@@ -22,6 +22,7 @@ mod handle;
 mod handshake;
 #[cfg(feature = "hyper")]
 pub mod http;
+mod key;
 #[cfg(feature = "axum")]
 pub use http::axum;
 mod lifecycle;

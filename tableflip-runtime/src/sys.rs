@@ -4,10 +4,14 @@
 //! Everything else in the crate works with `OwnedFd`/`BorrowedFd` and safe wrappers.
 #![allow(unsafe_code)]
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+
+use crate::handshake::INHERITED_ONLY;
 
 /// Is `fd` an open descriptor of this process?
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
@@ -46,11 +50,16 @@ pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Reads what the process inherited, as [`init`](crate::init) does, then removes the
-/// variables that describe it (`TABLEFLIP_HAS_PARENT_7DIU3`, `LISTEN_FDS`, `LISTEN_PID`,
-/// `LISTEN_FDNAMES`) from this process's environment, so that no program it starts, by any
-/// means, believes it was handed sockets. `#[tableflip::main]` calls it first thing in the
-/// `main` it generates.
+/// The values `init_env` removed from the environment, kept for this process's own start-up.
+static REMOVED: OnceLock<Vec<(&'static str, Option<OsString>)>> = OnceLock::new();
+
+/// Removes the variables that describe what this process inherited
+/// (`TABLEFLIP_HAS_PARENT_7DIU3`, `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`) from its
+/// environment, so that no program it starts, by any means, believes it was handed sockets.
+/// Their values are kept for this process: [`init`](crate::init),
+/// [`Upgrader::new`](crate::Upgrader::new) and [`Service::run`](crate::Service::run) still
+/// see what was inherited. `#[tableflip::main]` calls it first thing in the `main` it
+/// generates. Calling it again does nothing.
 ///
 /// Without it, the variables stay in this process's environment, and only the processes an
 /// upgrade starts are sure not to see them.
@@ -61,11 +70,23 @@ pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd
 /// this first thing in `main`, before any thread is started (in particular before a tokio
 /// runtime is built), as [`std::env::remove_var`] requires.
 pub unsafe fn init_env() {
-    crate::env::init();
-    for name in crate::env::INHERITED_ONLY {
+    let saved = INHERITED_ONLY.map(|name| (name, std::env::var_os(name)));
+    if REMOVED.set(saved.into()).is_err() {
+        return;
+    }
+    for name in INHERITED_ONLY {
         // SAFETY: the caller guarantees that no other thread exists yet (this function's
         // own contract), so nothing reads or writes the environment concurrently.
         unsafe { std::env::remove_var(name) }
+    }
+}
+
+/// One of the variables that describe what this process inherited: where [`init_env`] kept
+/// it, or else from the environment.
+pub(crate) fn inherited_var(name: &str) -> Option<OsString> {
+    match REMOVED.get() {
+        Some(saved) => saved.iter().find(|(n, _)| *n == name)?.1.clone(),
+        None => std::env::var_os(name),
     }
 }
 

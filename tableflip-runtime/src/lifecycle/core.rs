@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     /// What a service drains (unset for a bare upgrader).
     pub(crate) drain: OnceLock<Arc<Plan>>,
     /// The user's health check, run before each watchdog ping.
-    pub(crate) health: super::notify::Health,
+    pub(crate) health: super::health::Health,
 }
 
 impl Inner {

@@ -5,6 +5,7 @@
 pub(crate) mod core;
 pub(crate) mod drain;
 pub(crate) mod driver;
+pub(crate) mod health;
 pub(crate) mod msg;
 pub(crate) mod notify;
 pub(crate) mod phase;

@@ -10,9 +10,7 @@
 //! adds what only the service knows (a database it can't reach, a queue that no longer
 //! moves): while it fails or takes longer than the period, no ping is sent.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::core::Inner;
@@ -26,27 +24,6 @@ const MIN_TICK: Duration = Duration::from_millis(10);
 /// How far ahead each `EXTEND_TIMEOUT_USEC=` reaches, in ticks: a few ticks may be late
 /// before systemd's own timeout applies again.
 const EXTEND_TICKS: u32 = 3;
-
-/// The user's health check, as stored.
-pub(crate) type HealthCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
-
-/// Where the health check is kept (set once by the service, read by the loop).
-#[derive(Default)]
-pub(crate) struct Health {
-    check: Mutex<Option<HealthCheck>>,
-}
-
-impl Health {
-    /// Sets (or replaces) the health check.
-    pub(crate) fn set(&self, check: HealthCheck) {
-        *self.check.lock().unwrap_or_else(|e| e.into_inner()) = Some(check);
-    }
-
-    fn get(&self) -> Option<HealthCheck> {
-        self.check.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 /// The tick period: [`TICK`], or a third of the watchdog interval if that is shorter
 /// (systemd advises pinging at half of it; a third leaves room for a late tick).

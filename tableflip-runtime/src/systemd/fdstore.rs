@@ -51,7 +51,7 @@ use std::os::unix::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{Activated, NOTIFY_SOCKET, notify_addr, send};
-use crate::fds::{FdKind, Key};
+use crate::key::{FdKind, Key};
 
 /// The variable systemd >= 254 sets to the unit's `FileDescriptorStoreMax=`.
 pub(crate) const FDSTORE: &str = "FDSTORE";
