@@ -35,21 +35,18 @@
 //! Go services stop using their connections before they exit, and can't hand over
 //! buffered bytes.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use socket2::{Domain, SockRef, Type};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::addr::Network;
 use crate::error::Error;
 use crate::fds::{FdKind, FromFd, Key};
+use crate::handover::Released;
 use crate::upgrader::{ExitReason, Upgrader};
 
 /// The name of the release channel among the passed files.
@@ -63,84 +60,6 @@ const AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How long writing one release may block (the successor reads the channel actively).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Checks that `fd` is a socket of the type `network` carries, and not a listening one. A
-/// connection the peer has closed or reset still passes: connections end at any time, and
-/// one that ended must not fail an upgrade. The error is one line.
-pub(crate) fn check_conn(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
-    let sock = SockRef::from(&fd);
-    let (ty, domains): (Type, &[Domain]) = match network {
-        Network::Tcp => (Type::STREAM, &[Domain::IPV4, Domain::IPV6]),
-        Network::Tcp4 => (Type::STREAM, &[Domain::IPV4]),
-        Network::Tcp6 => (Type::STREAM, &[Domain::IPV6]),
-        Network::Unix => (Type::STREAM, &[Domain::UNIX]),
-        Network::UnixPacket => (Type::SEQPACKET, &[Domain::UNIX]),
-        Network::Udp => (Type::DGRAM, &[Domain::IPV4, Domain::IPV6]),
-        Network::Udp4 => (Type::DGRAM, &[Domain::IPV4]),
-        Network::Udp6 => (Type::DGRAM, &[Domain::IPV6]),
-        Network::Unixgram => (Type::DGRAM, &[Domain::UNIX]),
-    };
-    let want = format!("expected a connection for {:?}", network.as_str());
-    let actual_ty = sock
-        .r#type()
-        .map_err(|e| format!("not a socket ({e}), {want}"))?;
-    let domain = sock
-        .local_addr()
-        .map_err(|e| format!("can't read its address ({e}), {want}"))?
-        .domain();
-    if actual_ty != ty || !domains.contains(&domain) {
-        return Err(format!(
-            "a socket of domain {domain:?} and type {actual_ty:?}, {want}"
-        ));
-    }
-    if ty != Type::DGRAM
-        && nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false)
-    {
-        return Err(format!("a listening socket, {want}"));
-    }
-    Ok(())
-}
-
-/// What the previous process released so far.
-#[derive(Default)]
-struct Released {
-    /// Per connection: the bytes it had read but not processed.
-    unread: HashMap<Key, Vec<u8>>,
-    /// Everything is released (the channel ended, or the previous process is gone).
-    all: bool,
-}
-
-/// The per-process state of connection handover, kept in [`Fds`](crate::Fds).
-#[derive(Default)]
-pub(crate) struct Registry {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    started: bool,
-    /// Releases from the previous process.
-    incoming: Option<watch::Receiver<Released>>,
-    /// The channel to the next process (its other end is among the passed files).
-    writer: Option<UnixStream>,
-    /// Live [`ConnHandoff`]s.
-    open: usize,
-    /// This process handed over: the channel closes when `open` reaches 0.
-    handed_over: bool,
-    /// The connections the last upgrade passed on (`Fds::snapshot`).
-    passed: HashSet<Key>,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// An upgrade is passing these descriptors on.
-    pub(crate) fn passing<'k>(&self, keys: impl Iterator<Item = &'k Key>) {
-        self.lock().passed = keys.filter(|k| k.kind == FdKind::Conn).cloned().collect();
-    }
-}
 
 /// Sets up, once per process: reading the previous process's releases, and the channel to
 /// the next one. Needs the tokio runtime.
@@ -488,6 +407,7 @@ impl<T> fmt::Debug for InheritedConn<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Network;
 
     #[test]
     fn a_release_record_round_trips() {
@@ -515,8 +435,8 @@ mod tests {
     fn check_conn_tells_connections_from_listeners_and_wrong_types() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        assert_eq!(check_conn(client.as_fd(), Network::Tcp), Ok(()));
-        assert!(check_conn(listener.as_fd(), Network::Tcp).is_err());
+        assert_eq!(crate::net::check_conn(client.as_fd(), Network::Tcp), Ok(()));
+        assert!(crate::net::check_conn(listener.as_fd(), Network::Tcp).is_err());
         // Reset by its peer: still a connection to hand over (and to find closed).
         let (accepted, _) = listener.accept().unwrap();
         socket2::SockRef::from(&accepted)
@@ -524,14 +444,14 @@ mod tests {
             .unwrap();
         drop(accepted);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(check_conn(client.as_fd(), Network::Tcp), Ok(()));
-        assert!(check_conn(client.as_fd(), Network::Udp).is_err());
-        assert!(check_conn(client.as_fd(), Network::Unix).is_err());
+        assert_eq!(crate::net::check_conn(client.as_fd(), Network::Tcp), Ok(()));
+        assert!(crate::net::check_conn(client.as_fd(), Network::Udp).is_err());
+        assert!(crate::net::check_conn(client.as_fd(), Network::Unix).is_err());
         let (a, _b) = UnixStream::pair().unwrap();
-        assert_eq!(check_conn(a.as_fd(), Network::Unix), Ok(()));
+        assert_eq!(crate::net::check_conn(a.as_fd(), Network::Unix), Ok(()));
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert_eq!(check_conn(udp.as_fd(), Network::Udp), Ok(()));
-        assert!(check_conn(udp.as_fd(), Network::Tcp).is_err());
+        assert_eq!(crate::net::check_conn(udp.as_fd(), Network::Udp), Ok(()));
+        assert!(crate::net::check_conn(udp.as_fd(), Network::Tcp).is_err());
     }
 
     fn inherited(entries: Vec<(&str, &str, OwnedFd)>) -> crate::Fds {

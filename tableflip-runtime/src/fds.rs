@@ -125,7 +125,7 @@ pub struct Fds {
     /// systemd's fd store, where sockets this process brings in are kept (if it is used).
     store: FdStore,
     /// Connections handed over through a [`Handle`](crate::Handle): the release channel.
-    pub(crate) conns: crate::conn::Registry,
+    pub(crate) conns: crate::handover::Registry,
 }
 
 impl Fds {
@@ -137,7 +137,7 @@ impl Fds {
             }),
             hook,
             store: FdStore::from_env(),
-            conns: crate::conn::Registry::default(),
+            conns: crate::handover::Registry::default(),
         }
     }
 
@@ -273,7 +273,7 @@ impl Fds {
     pub fn add_conn(&self, network: &str, addr: &str, conn: impl AsFd) -> Result<(), Error> {
         let key = Key::new(FdKind::Conn, network, addr);
         let net = Network::parse(network)?;
-        crate::conn::check_conn(conn.as_fd(), net).map_err(|msg| Error::WrongSocket {
+        net::check_conn(conn.as_fd(), net).map_err(|msg| Error::WrongSocket {
             what: key.to_string(),
             msg,
         })?;
@@ -346,7 +346,7 @@ impl Fds {
         };
         let (key, fd) = inner.inherited.get(pos);
         let checked = match kind {
-            FdKind::Conn => crate::conn::check_conn(fd.as_fd(), net),
+            FdKind::Conn => net::check_conn(fd.as_fd(), net),
             _ => net::check_socket(fd.as_fd(), net),
         };
         checked.map_err(|msg| Error::WrongSocket {

@@ -19,6 +19,7 @@ mod error;
 mod fds;
 mod gob;
 mod handle;
+mod handover;
 mod handshake;
 #[cfg(feature = "hyper")]
 pub mod http;

@@ -434,6 +434,34 @@ impl Expected {
     }
 }
 
+/// Checks that `fd` is a connection of the kind `network` carries (its family and socket
+/// type, from the one table in [`Expected::of`]), and not a listening socket. A connection the
+/// peer has closed or reset still passes: connections end at any time, and one that ended must
+/// not fail an upgrade. The error is one line.
+pub(crate) fn check_conn(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
+    let sock = SockRef::from(&fd);
+    let expected = Expected::of(network);
+    let want = format!("expected a connection for {:?}", network.as_str());
+    let actual_ty = sock
+        .r#type()
+        .map_err(|e| format!("not a socket ({e}), {want}"))?;
+    let domain = sock
+        .local_addr()
+        .map_err(|e| format!("can't read its address ({e}), {want}"))?
+        .domain();
+    if actual_ty != expected.ty || !expected.domains.contains(&domain) {
+        return Err(format!(
+            "a socket of domain {domain:?} and type {actual_ty:?}, {want}"
+        ));
+    }
+    if expected.ty != Type::DGRAM
+        && nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn).unwrap_or(false)
+    {
+        return Err(format!("a listening socket, {want}"));
+    }
+    Ok(())
+}
+
 /// The C name of an address family, e.g. "AF_INET6".
 fn domain_name(d: Domain) -> String {
     if d == Domain::IPV4 {
