@@ -49,10 +49,6 @@ impl Client {
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// The inode of the server's end of the TCP connection from `client` to `server`, from
 /// /proc/net/tcp: the kernel's own record of which socket a process holds.
 fn server_socket_inode(server: SocketAddr, client: SocketAddr) -> Option<String> {
@@ -85,14 +81,15 @@ fn wait_exit(svc: &mut Service, pid: i32) -> Option<i32> {
     code
 }
 
-#[test]
-fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answered() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("line-session");
-    let tag = unique_tag("line-session");
-    let _strays = KillTagged(tag.clone());
+/// The `line_session` example on a free loopback port, tagged, once it listens: its scratch
+/// directory, tag, stray-killer and address, and the service (declared last, so dropped
+/// first: the service, then the tagged strays, then the directory).
+fn start_line_session(name: &str) -> (Scratch, String, KillTagged, SocketAddr, Service) {
+    let scratch = Scratch::new(name);
+    let tag = unique_tag(name);
+    let strays = KillTagged(tag.clone());
     let addr = loopback(free_port());
-    let mut svc = Service::start(
+    let svc = Service::start(
         &example("line_session"),
         &scratch,
         &[
@@ -101,8 +98,15 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
             ("RUST_LOG", "info"),
         ],
     );
-    let first = svc.first_pid();
     wait_until("the service listens", || TcpStream::connect(addr).is_ok());
+    (scratch, tag, strays, addr, svc)
+}
+
+#[test]
+fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answered() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_scratch, tag, _strays, addr, mut svc) = start_line_session("line-session");
+    let first = svc.first_pid();
 
     let mut client = Client::connect(addr);
     assert_eq!(client.ask("first"), format!("pid {first} first"));
@@ -198,21 +202,8 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
 #[test]
 fn a_session_that_ended_is_not_handed_over_and_new_sessions_start_on_the_successor() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("line-session-ended");
-    let tag = unique_tag("line-session-ended");
-    let _strays = KillTagged(tag.clone());
-    let addr = loopback(free_port());
-    let mut svc = Service::start(
-        &example("line_session"),
-        &scratch,
-        &[
-            ("ADDR", &addr.to_string()),
-            (TAG_VAR, &tag),
-            ("RUST_LOG", "info"),
-        ],
-    );
+    let (_scratch, tag, _strays, addr, mut svc) = start_line_session("line-session-ended");
     let first = svc.first_pid();
-    wait_until("the service listens", || TcpStream::connect(addr).is_ok());
 
     let mut gone = Client::connect(addr);
     assert_eq!(gone.ask("bye"), format!("pid {first} bye"));

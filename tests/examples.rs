@@ -65,10 +65,6 @@ fn request_accepted_by(pid: i32, addr: SocketAddr, path: &str) -> PendingRequest
     PendingRequest::send_accepted_by(addr, path, pid)
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
-
 fn wait_new_http_pid(addr: SocketAddr, old: i32) -> i32 {
     let mut pid = old;
     wait_until("a new pid over HTTP", || {

@@ -6,15 +6,11 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::*;
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
 
 /// The name the runtime stores a TCP listener on 127.0.0.1:`port` under.
 fn tcp_name(port: u16) -> String {

@@ -90,10 +90,6 @@ impl Swappable {
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// The pid of whoever answers `GET /` at `addr`, waiting (bounded) for one other than `old`;
 /// the service's log tells why if none does.
 fn wait_new_pid(s: &Swappable, addr: SocketAddr, old: i32, what: &str) -> i32 {

@@ -16,17 +16,26 @@ use support::*;
 const UPGRADES: usize = 5;
 const LOAD_BOUND: Duration = Duration::from_secs(120);
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// The namespace, or `None` after one line saying why this machine can't make one.
-fn namespace(test: &str, scratch: &Scratch, envs: &[(&str, &str)]) -> Option<PidNamespace> {
+/// The `http` example started as PID 1 of a new namespace on a free loopback port, once it
+/// answers: the namespace, the address and the pid that answered first. `None` after one line
+/// saying why this machine can't make a namespace.
+fn namespace(
+    test: &str,
+    scratch: &Scratch,
+    envs: &[(&str, &str)],
+) -> Option<(PidNamespace, SocketAddr, i32)> {
     if let Err(why) = PidNamespace::supported() {
         skip(test, &Unsupported(why));
         return None;
     }
-    Some(PidNamespace::start(&example("http"), scratch, envs))
+    let addr = loopback(free_port());
+    let addr_s = addr.to_string();
+    let mut all = vec![("ADDR", addr_s.as_str())];
+    all.extend_from_slice(envs);
+    let ns = PidNamespace::start(&example("http"), scratch, &all);
+    wait_until("the service answers", || http_pid_of(addr).is_ok());
+    let first = http_pid_of(addr).unwrap();
+    Some((ns, addr, first))
 }
 
 /// Waits (bounded) until the namespace holds exactly the supervisor (PID 1) and `main`,
@@ -55,14 +64,9 @@ fn only_supervisor_and(ns: &PidNamespace, main: i32) {
 fn as_pid_1_upgrades_and_stops_under_load_with_no_zombies() {
     let test = "as_pid_1_upgrades_and_stops_under_load_with_no_zombies";
     let scratch = Scratch::new("pid1");
-    let port = free_port();
-    let addr_s = format!("127.0.0.1:{port}");
-    let Some(mut ns) = namespace(test, &scratch, &[("ADDR", addr_s.as_str())]) else {
+    let Some((mut ns, addr, mut main)) = namespace(test, &scratch, &[]) else {
         return;
     };
-    let addr = loopback(port);
-    wait_until("the service answers", || http_pid_of(addr).is_ok());
-    let mut main = http_pid_of(addr).unwrap();
     assert_ne!(main, 1, "the service runs as a child of the supervisor");
     only_supervisor_and(&ns, main);
     assert_eq!(ns.processes()[1].ppid, 1);
@@ -115,14 +119,9 @@ fn as_pid_1_upgrades_and_stops_under_load_with_no_zombies() {
 fn as_pid_1_the_exit_status_is_the_last_generations() {
     let test = "as_pid_1_the_exit_status_is_the_last_generations";
     let scratch = Scratch::new("pid1-status");
-    let port = free_port();
-    let addr_s = format!("127.0.0.1:{port}");
-    let Some(mut ns) = namespace(test, &scratch, &[("ADDR", addr_s.as_str())]) else {
+    let Some((mut ns, addr, first)) = namespace(test, &scratch, &[]) else {
         return;
     };
-    let addr = loopback(port);
-    wait_until("the service answers", || http_pid_of(addr).is_ok());
-    let first = http_pid_of(addr).unwrap();
     ns.signal(Signal::SIGHUP);
     let main = wait_new_http_pid_of(addr, first);
     only_supervisor_and(&ns, main);
@@ -138,15 +137,11 @@ fn as_pid_1_the_exit_status_is_the_last_generations() {
 fn as_pid_1_without_the_supervisor_an_upgrade_ends_the_namespace() {
     let test = "as_pid_1_without_the_supervisor_an_upgrade_ends_the_namespace";
     let scratch = Scratch::new("pid1-optout");
-    let port = free_port();
-    let addr_s = format!("127.0.0.1:{port}");
-    let envs = [("ADDR", addr_s.as_str()), ("TABLEFLIP_SUPERVISOR", "0")];
-    let Some(mut ns) = namespace(test, &scratch, &envs) else {
+    let Some((mut ns, addr, first)) = namespace(test, &scratch, &[("TABLEFLIP_SUPERVISOR", "0")])
+    else {
         return;
     };
-    let addr = loopback(port);
-    wait_until("the service answers", || http_pid_of(addr).is_ok());
-    assert_eq!(http_pid_of(addr).unwrap(), 1, "the service itself is PID 1");
+    assert_eq!(first, 1, "the service itself is PID 1");
     ns.signal(Signal::SIGHUP);
     assert_eq!(ns.wait_exit(), Some(0), "stderr:\n{}", ns.stderr());
     assert!(

@@ -203,10 +203,6 @@ fn assert_handover(msgs: &[Msg], at: usize, old: i32, new: i32) -> u64 {
     usec
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// Starts the runtime-only example with a fake notify socket.
 fn start_raw(exe: &Path, scratch: &Scratch, notify: &Notify, addr: SocketAddr) -> Service {
     Service::start(

@@ -71,6 +71,11 @@ pub fn subreaper() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 }
 
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// A loopback port that was free a moment ago.
 ///
 /// Never the same port twice in one test process: the kernel may hand a just-released port
