@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::cycles::free_addr;
 use crate::probe;
 use crate::procs::{self, Reaper, WAIT};
 
@@ -117,20 +116,14 @@ pub(crate) fn run(
 }
 
 fn start(exe: &Path, tag: &str) -> Result<Live, String> {
-    let addr = free_addr()?;
-    let log = procs::scratch().join(format!("{tag}.log"));
-    let (pid, _) = procs::spawn(&mut procs::service_command(
+    let (addr, pid, log) = procs::start_http(
         exe,
+        tag,
         &[
-            ("ADDR", addr.to_string()),
             ("RUST_LOG", "warn".into()),
             ("TABLEFLIP_DRAIN_TIMEOUT", "20s".into()),
         ],
-        &log,
-    ))
-    .map_err(|e| format!("can't start {}: {e}", exe.display()))?;
-    probe::poll(WAIT, || probe::http(addr).ok().filter(|p| *p == pid))
-        .ok_or_else(|| format!("{tag} did not answer; log:\n{}", procs::tail(&log, 20)))?;
+    )?;
     Ok(Live {
         addr,
         pid,

@@ -132,6 +132,25 @@ pub(crate) fn service_command(exe: &Path, envs: &[(&str, String)], log: &Path) -
     cmd
 }
 
+/// Starts an HTTP service binary on a free loopback address, with `ADDR` and `envs`, stderr to
+/// `<scratch>/<tag>.log`, and waits (bounded) until it answers with its own pid: its address,
+/// pid and log.
+pub(crate) fn start_http(
+    exe: &Path,
+    tag: &str,
+    envs: &[(&str, String)],
+) -> Result<(std::net::SocketAddr, i32, PathBuf), String> {
+    let addr = crate::cycles::free_addr()?;
+    let log = scratch().join(format!("{tag}.log"));
+    let mut all = vec![("ADDR", addr.to_string())];
+    all.extend_from_slice(envs);
+    let (pid, _) = spawn(&mut service_command(exe, &all, &log))
+        .map_err(|e| format!("can't start {}: {e}", exe.display()))?;
+    crate::probe::poll(WAIT, || crate::probe::http(addr).ok().filter(|p| *p == pid))
+        .ok_or_else(|| format!("{tag} did not answer; log:\n{}", tail(&log, 20)))?;
+    Ok((addr, pid, log))
+}
+
 /// The direct children of this process, from `/proc`.
 fn children() -> Vec<i32> {
     let me = std::process::id() as i32;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::cycles::{Cycle, free_addr};
+use crate::cycles::Cycle;
 use crate::load::{self, Counts, Limits, Outcome, Protocol};
 use crate::probe;
 use crate::procs::{self, Reaper, WAIT};
@@ -76,16 +76,7 @@ pub(crate) struct Live {
 impl Live {
     /// Starts the service at `exe` on a free port and waits until it answers.
     pub(crate) fn start(exe: &Path, tag: &str) -> Result<Live, String> {
-        let addr = free_addr()?;
-        let log = procs::scratch().join(format!("{tag}.log"));
-        let (pid, _) = procs::spawn(&mut procs::service_command(
-            exe,
-            &[("ADDR", addr.to_string())],
-            &log,
-        ))
-        .map_err(|e| format!("can't start {}: {e}", exe.display()))?;
-        probe::poll(WAIT, || probe::http(addr).ok().filter(|p| *p == pid))
-            .ok_or_else(|| format!("{tag} did not answer; log:\n{}", procs::tail(&log, 20)))?;
+        let (addr, pid, log) = procs::start_http(exe, tag, &[])?;
         Ok(Live {
             addr,
             pid,
