@@ -37,17 +37,6 @@ fn start(scratch: &Scratch) -> (Service, SocketAddr) {
     (svc, addr)
 }
 
-/// A connection that `pid` has accepted (its socket shows among the process's descriptors).
-fn connect_accepted_by(addr: SocketAddr, pid: i32) -> TcpStream {
-    let before = socket_inodes(pid);
-    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    conn.set_read_timeout(Some(WAIT)).unwrap();
-    wait_until("the connection is accepted", || {
-        !socket_inodes(pid).is_subset(&before)
-    });
-    conn
-}
-
 /// Sends `GET /` (keep-alive) and reads one answer: its head (lower-cased) and body.
 fn get(conn: &mut TcpStream) -> (String, String) {
     conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

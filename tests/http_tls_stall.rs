@@ -14,17 +14,6 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::*;
 
-/// A connection that `pid` has accepted (its socket shows among the process's descriptors).
-fn connect_accepted_by(addr: SocketAddr, pid: i32) -> TcpStream {
-    let before = socket_inodes(pid);
-    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    conn.set_read_timeout(Some(WAIT)).unwrap();
-    wait_until("the connection is accepted", || {
-        !socket_inodes(pid).is_subset(&before)
-    });
-    conn
-}
-
 /// The first half of the ClientHello a rustls client sends to `localhost`.
 fn half_a_client_hello(cert: &TestCert) -> Vec<u8> {
     use tokio_rustls::rustls::ClientConnection;

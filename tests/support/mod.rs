@@ -935,6 +935,17 @@ pub fn socket_inodes(pid: i32) -> BTreeSet<String> {
         .collect()
 }
 
+/// A connection that `pid` has accepted (its socket shows among the process's descriptors).
+pub fn connect_accepted_by(addr: SocketAddr, pid: i32) -> TcpStream {
+    let before = socket_inodes(pid);
+    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    wait_until("the connection is accepted", || {
+        !socket_inodes(pid).is_subset(&before)
+    });
+    conn
+}
+
 /// A request sent on its own connection from a thread; join it for the answer.
 pub struct PendingRequest {
     pub local_port: u16,
