@@ -102,6 +102,17 @@ fn start_line_session(name: &str) -> (Scratch, String, KillTagged, SocketAddr, S
     (scratch, tag, strays, addr, svc)
 }
 
+/// SIGTERM to the live generation `pid`: it exits 0 and nothing tagged `tag` is left.
+fn stop_and_check(svc: &mut Service, pid: i32, tag: &str) {
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(wait_exit(svc, pid), Some(0), "exit code after SIGTERM");
+    assert_eq!(
+        tagged_pids(tag),
+        Default::default(),
+        "processes left behind"
+    );
+}
+
 #[test]
 fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answered() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,14 +200,8 @@ fn a_client_keeps_one_tcp_connection_across_ten_upgrades_and_every_line_is_answe
     );
 
     // A stop closes the sessions and exits 0.
-    signal(pid, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut svc, pid), Some(0), "exit code after SIGTERM");
+    stop_and_check(&mut svc, pid, &tag);
     assert_eq!(client.answer(), "", "the session is closed at the stop");
-    assert_eq!(
-        tagged_pids(&tag),
-        Default::default(),
-        "processes left behind"
-    );
 }
 
 #[test]
@@ -234,17 +239,7 @@ fn a_session_that_ended_is_not_handed_over_and_new_sessions_start_on_the_success
     let mut fresh = Client::connect(addr);
     assert_eq!(fresh.ask("new"), format!("pid {next} new"));
 
-    signal(next, Signal::SIGTERM);
-    assert_eq!(
-        wait_exit(&mut svc, next),
-        Some(0),
-        "exit code after SIGTERM"
-    );
-    assert_eq!(
-        tagged_pids(&tag),
-        Default::default(),
-        "processes left behind"
-    );
+    stop_and_check(&mut svc, next, &tag);
 }
 
 #[test]
@@ -338,12 +333,6 @@ fn go_and_rust_services_hand_one_live_tcp_session_to_each_other() {
         "each successor resumed the session; log:\n{log}"
     );
 
-    signal(pid, Signal::SIGTERM);
-    assert_eq!(wait_exit(&mut svc, pid), Some(0), "exit code after SIGTERM");
+    stop_and_check(&mut svc, pid, &tag);
     assert_eq!(client.answer(), "", "the session is closed at the stop");
-    assert_eq!(
-        tagged_pids(&tag),
-        Default::default(),
-        "processes left behind"
-    );
 }
