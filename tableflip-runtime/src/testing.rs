@@ -74,8 +74,8 @@ use crate::env::Startup;
 use crate::error::{Error, UpgradeError};
 use crate::fds::{Fds, FromFd};
 use crate::handle::Handle;
-use crate::lifecycle::core::{Gate, Inner};
-use crate::lifecycle::msg::{Msg, Published};
+use crate::lifecycle::core::{Inner, Setup};
+use crate::lifecycle::msg::Msg;
 use crate::lifecycle::phase::{Event, ExitReason};
 use crate::listeners::{Listeners, acquire};
 use crate::spec::ListenerSpec;
@@ -114,21 +114,15 @@ impl TestService {
         });
         // No parent, no systemd, no pid file, and no lifecycle driver: `answer` plays it.
         let (tx, rx) = mpsc::unbounded_channel();
-        let upgrader = Upgrader::from_inner(Arc::new(Inner {
+        let upgrader = Upgrader::from_inner(Arc::new(Inner::new(Setup {
             startup,
             timeout: DEFAULT_UPGRADE_TIMEOUT,
             pid_file: None,
             parent: None,
             fds: Fds::new(Vec::new(), None),
-            gate: Mutex::new(Gate::Pending),
-            keep_open: Mutex::new(Vec::new()),
             systemd: Notifier::default(),
             tx,
-            published: watch::channel(Published::default()).0,
-            tracker: Arc::default(),
-            drain: OnceLock::new(),
-            health: Default::default(),
-        }));
+        })));
         let seen = Arc::new(Seen {
             ready: watch::channel(false).0,
             upgrade_requests: AtomicUsize::new(0),

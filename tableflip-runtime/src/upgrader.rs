@@ -2,18 +2,18 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::addr::check_timeout;
 use crate::env;
 use crate::error::{Error, UpgradeError};
 use crate::fds::Fds;
-use crate::lifecycle::core::{Gate, Inner};
+use crate::lifecycle::core::{Gate, Inner, Setup};
 use crate::lifecycle::driver;
-use crate::lifecycle::msg::{Msg, Published};
+use crate::lifecycle::msg::Msg;
 use crate::lifecycle::phase::Event;
 pub use crate::lifecycle::phase::ExitReason;
 use crate::net::ListenHook;
@@ -157,21 +157,15 @@ impl Upgrader {
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let has_parent = parent.is_some();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Inner::new(Setup {
             startup,
             timeout,
             pid_file: options.pid_file.map(|p| startup.resolve(&p)),
             parent,
             fds,
-            gate: Mutex::new(Gate::Pending),
-            keep_open: Mutex::new(Vec::new()),
             systemd: Notifier::from_env().with_watchdog_from_env(has_parent),
             tx,
-            published: watch::channel(Published::default()).0,
-            tracker: Arc::default(),
-            drain: OnceLock::new(),
-            health: Default::default(),
-        });
+        }));
         driver::spawn(inner.clone(), rx);
         Ok(Upgrader { inner })
     }

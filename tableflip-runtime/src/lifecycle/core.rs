@@ -48,7 +48,46 @@ pub(crate) struct Inner {
     pub(crate) health: super::health::Health,
 }
 
+/// What differs between an upgrader's state and the test double's; the rest starts empty.
+pub(crate) struct Setup {
+    pub(crate) startup: &'static Startup,
+    pub(crate) timeout: Duration,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) parent: Option<Parent>,
+    pub(crate) fds: Fds,
+    pub(crate) systemd: Notifier,
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+}
+
 impl Inner {
+    /// The state at start-up: not ready, nothing published, nothing in flight.
+    pub(crate) fn new(setup: Setup) -> Inner {
+        let Setup {
+            startup,
+            timeout,
+            pid_file,
+            parent,
+            fds,
+            systemd,
+            tx,
+        } = setup;
+        Inner {
+            startup,
+            timeout,
+            pid_file,
+            parent,
+            fds,
+            gate: Mutex::new(Gate::Pending),
+            keep_open: Mutex::new(Vec::new()),
+            systemd,
+            tx,
+            published: watch::channel(Published::default()).0,
+            tracker: Arc::default(),
+            drain: OnceLock::new(),
+            health: Default::default(),
+        }
+    }
+
     /// Connections in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.tracker.in_flight()
