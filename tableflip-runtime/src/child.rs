@@ -17,10 +17,11 @@
 //! one more byte on its ready pipe (fd 3), so that a crash (end of file without it) can be
 //! told from a deliberate stop, now that its exit status goes to its new parent.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -73,7 +74,7 @@ pub(crate) enum Gone {
 /// reaped, the successor re-parented).
 pub(crate) async fn upgrade(
     startup: &Startup,
-    files: Vec<(Key, OwnedFd)>,
+    files: Vec<(Key, Arc<OwnedFd>)>,
     timeout: Duration,
     mut cancel: watch::Receiver<bool>,
     on_started: impl FnOnce(u32),
@@ -186,9 +187,9 @@ enum Spawned {
 async fn spawn_retrying_busy(
     startup: &Startup,
     program: &std::path::Path,
-    files: Vec<(Key, OwnedFd)>,
+    files: Vec<(Key, Arc<OwnedFd>)>,
 ) -> Result<Starting, Spawned> {
-    let files: Vec<OwnedFd> = files.into_iter().map(|(_, fd)| fd).collect();
+    let files: Vec<Arc<OwnedFd>> = files.into_iter().map(|(_, fd)| fd).collect();
     let mut attempts = 0;
     loop {
         match spawn(startup, program, &files).await {
@@ -206,7 +207,7 @@ async fn spawn_retrying_busy(
 async fn spawn(
     startup: &Startup,
     program: &std::path::Path,
-    files: &[OwnedFd],
+    files: &[Arc<OwnedFd>],
 ) -> Result<Starting, Spawned> {
     let io = Spawned::Io;
     let (ready_r, ready_w) = sys::pipe_cloexec().map_err(io)?;
@@ -215,13 +216,11 @@ async fn spawn(
     let (report_r, report_w) = sys::pipe_cloexec().map_err(io)?;
     let (err_r, err_w) = sys::pipe_cloexec().map_err(io)?;
 
-    // fd 3, fd 4, then fd 5+i, each numbered above the highest target.
-    let sources: Vec<BorrowedFd<'_>> = [ready_w.as_fd(), names_r.as_fd()]
+    // fd 3, fd 4, then fd 5+i, wherever they are now: the successor moves what is in the way.
+    let placed: Vec<BorrowedFd<'_>> = [ready_w.as_fd(), names_r.as_fd()]
         .into_iter()
-        .chain(files.iter().map(AsFd::as_fd))
+        .chain(files.iter().map(|fd| fd.as_fd()))
         .collect();
-    let copies = copies_above_targets(&sources).map_err(io)?;
-    let placed = placed(&sources, &copies);
     let mut args = vec![startup.argv0.clone()];
     args.extend(startup.args.iter().cloned());
     // What describes this process's own inheritance (the handshake, socket activation) is
@@ -258,7 +257,6 @@ async fn spawn(
         sys::fork_shim(&plan)
     };
     drop(placed);
-    drop((sources, copies));
     drop((control_r, report_w, err_r, err_w, ready_w, names_r));
     let shim = match shim {
         Ok(shim) => shim,
@@ -301,35 +299,6 @@ async fn spawn(
             ))))
         }
     }
-}
-
-/// Copies of the successor's descriptors (in handshake order: its fd 3, fd 4, then fd 5+i)
-/// that are numbered at or below the highest target, each numbered above it, so that placing
-/// one with `dup2` never overwrites another still to be placed. (A plain `dup` takes the
-/// lowest free number, which can be one of the targets whenever a connection closed
-/// meanwhile.) The ones already above it (the files: see `Fds::snapshot`) need no copy:
-/// `None`, one system call less per listener and upgrade.
-fn copies_above_targets(sources: &[BorrowedFd<'_>]) -> std::io::Result<Vec<Option<OwnedFd>>> {
-    let first_free = READY_FD + sources.len() as RawFd;
-    sources
-        .iter()
-        .map(|fd| {
-            if fd.as_raw_fd() >= first_free {
-                Ok(None)
-            } else {
-                sys::dup_at_least(*fd, first_free).map(Some)
-            }
-        })
-        .collect()
-}
-
-/// The descriptors to place: each source, or its copy.
-fn placed<'a>(sources: &[BorrowedFd<'a>], copies: &'a [Option<OwnedFd>]) -> Vec<BorrowedFd<'a>> {
-    sources
-        .iter()
-        .zip(copies)
-        .map(|(src, copy)| copy.as_ref().map_or(*src, AsFd::as_fd))
-        .collect()
 }
 
 /// Reads one record from the shim; `None` at end of file.
@@ -550,39 +519,163 @@ fn said_ready(ready: &pipe::Receiver) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::RawFd;
 
-    /// Every copy sits above the targets even when low numbers are free: a connection that
-    /// closed just before an upgrade leaves such a hole, and a copy placed in it could be
-    /// overwritten by `dup2` before it is placed itself (seen as a wrong or missing listener).
-    #[test]
-    fn placed_descriptors_never_land_on_a_target() {
-        // Low numbers first (both ends of each pipe), then the files above them.
-        let holes: Vec<(OwnedFd, OwnedFd)> =
-            (0..4).map(|_| sys::pipe_cloexec().expect("pipe")).collect();
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..20)
-            .map(|_| sys::pipe_cloexec().expect("pipe"))
-            .collect();
-        let files: Vec<OwnedFd> = pipes.into_iter().flat_map(|(r, w)| [r, w]).collect();
-        // Free the low numbers: holes among the targets 3..=44.
-        let lowest = holes.iter().map(|h| h.0.as_raw_fd()).min().unwrap();
-        drop(holes);
-        let (r, w) = sys::pipe_cloexec().expect("pipe");
-        let sources: Vec<BorrowedFd<'_>> = [w.as_fd(), r.as_fd()]
-            .into_iter()
-            .chain(files.iter().map(AsFd::as_fd))
-            .collect();
-        let copies = copies_above_targets(&sources).expect("copies");
-        let placed = placed(&sources, &copies);
-        let highest_target = READY_FD + placed.len() as std::os::fd::RawFd - 1;
+    const ALONE: &str = "TABLEFLIP_CHILD_TEST_ALONE";
+
+    /// Runs the test named `name` in a process of its own (this test binary, re-executed
+    /// with only that test on one thread), for a test that places descriptors at low numbers
+    /// and so must own the descriptor table. True in that process; false in the caller, once
+    /// the process passed.
+    fn alone(name: &str) -> bool {
+        if std::env::var_os(ALONE).is_some() {
+            return true;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(ALONE, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the test alone");
+        let mut status = None;
+        for _ in 0..600 {
+            status = child.try_wait().expect("wait");
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("output");
         assert!(
-            lowest <= highest_target,
-            "the test made no hole below the targets"
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{name} alone: {:?}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
-        for fd in &placed {
-            assert!(
-                fd.as_raw_fd() > highest_target,
-                "{} is a target",
-                fd.as_raw_fd()
+        false
+    }
+
+    /// Sources that sit on one another's targets, in reverse, reach the successor each at
+    /// its own number: the successor lifts what is in the way before it places anything.
+    /// (A connection that closed just before an upgrade leaves a low number free; a pipe of
+    /// the upgrade or an accepted socket takes it.)
+    #[test]
+    fn sources_sitting_on_targets_reach_the_successor_in_order() {
+        let name = "child::tests::sources_sitting_on_targets_reach_the_successor_in_order";
+        if !alone(name) {
+            return;
+        }
+        const FILES: RawFd = 6;
+        let first_file = READY_FD + 2;
+        let last = first_file + FILES - 1;
+        // File i sits on the target of a file placed after it (5..=10, reversed), where the
+        // number is ours to take: fill every free number up to `last`, then free one at a
+        // time and let a copy take it (the lowest free number).
+        let mut fillers = std::collections::BTreeMap::new();
+        for _ in 0..=last {
+            let f = std::fs::File::open("/dev/null").expect("/dev/null");
+            if f.as_raw_fd() > last {
+                break;
+            }
+            fillers.insert(f.as_raw_fd(), f);
+        }
+        let spots: Vec<RawFd> = fillers
+            .keys()
+            .rev()
+            .copied()
+            .filter(|&fd| fd >= first_file)
+            .collect();
+        let mut files = Vec::new();
+        let mut inodes = Vec::new();
+        for i in 0..FILES as usize {
+            let (r, _w) = nix::unistd::pipe().expect("pipe");
+            let placed = match spots.get(i) {
+                Some(&at) => {
+                    fillers.remove(&at);
+                    let copy = r.try_clone().expect("dup");
+                    assert_eq!(copy.as_raw_fd(), at, "the test's own placement");
+                    copy
+                }
+                None => r,
+            };
+            inodes.push(
+                nix::sys::stat::fstat(placed.as_raw_fd())
+                    .expect("fstat")
+                    .st_ino,
+            );
+            files.push(Arc::new(placed));
+        }
+        let misplaced = files
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| {
+                let fd = f.as_raw_fd();
+                fd >= first_file && fd <= last && fd != first_file + *i as RawFd
+            })
+            .count();
+        assert!(
+            misplaced >= 2,
+            "only {misplaced} files sit on another's target"
+        );
+        // The numbers below the files go free: the upgrade's own pipes may take them.
+        drop(fillers);
+        let dir = std::env::temp_dir().join(format!("tableflip-child-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let out = dir.join("out");
+        let script = format!(
+            "for fd in $(seq {READY_FD} {last}); do stat -L -c '%i %F' /proc/self/fd/$fd; done > {}",
+            out.display()
+        );
+        let startup = Startup {
+            cwd: dir.clone(),
+            argv0: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            handoff: std::sync::Mutex::new(None),
+            listen_vars: [None, None, None],
+            activation: std::sync::Mutex::new(None),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let status = rt.block_on(async {
+            let mut starting = match spawn(&startup, std::path::Path::new("/bin/sh"), &files).await
+            {
+                Ok(s) => s,
+                Err(Spawned::Failed(e) | Spawned::Io(e)) => panic!("spawn: {e}"),
+            };
+            let status =
+                tokio::time::timeout(Duration::from_secs(20), exited(&mut starting.report)).await;
+            if status.is_err() {
+                starting.kill().await;
+            } else {
+                starting.reap_shim().await;
+            }
+            status
+        });
+        let status = status
+            .expect("the successor exited in time")
+            .expect("status");
+        assert!(status.success(), "the successor: {status:?}");
+        let text = std::fs::read_to_string(&out).expect("the successor's listing");
+        let _ = std::fs::remove_dir_all(&dir);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), (last - READY_FD + 1) as usize, "{text}");
+        assert!(
+            lines[0].ends_with("fifo") && lines[1].ends_with("fifo"),
+            "{text}"
+        );
+        for (i, inode) in inodes.iter().enumerate() {
+            assert_eq!(
+                lines[2 + i],
+                format!("{inode} fifo"),
+                "file {i} at fd {}: {text}",
+                first_file + i as RawFd
             );
         }
     }

@@ -81,8 +81,12 @@ fn capture() -> Startup {
         systemd::take_activated(&listen_vars)
     };
     let handoff = has_parent.then(parent::receive);
-    // Whatever else was inherited must not leak into programs this service starts.
-    sys::cloexec_all_inherited();
+    // Whatever else was inherited must not leak into programs this service starts. A
+    // handshake that succeeded has already seen to it: it took every named descriptor
+    // (close-on-exec) and closed the unnamed ones, so the listing is not made twice.
+    if !matches!(handoff, Some(Ok(_))) {
+        sys::cloexec_all_inherited();
+    }
     Startup {
         cwd,
         argv0,

@@ -3,15 +3,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 use crate::addr::{Address, Endpoint, Network, parse_address};
 use crate::error::Error;
 pub use crate::key::FdKind;
 pub(crate) use crate::key::Key;
 use crate::net::{self, ListenHook};
-use crate::sys;
 use crate::systemd::fdstore::{self, FdStore};
 use crate::systemd::{self, Activated};
 
@@ -97,8 +96,9 @@ from_fd! {
 struct Inner {
     /// Passed by the parent and not claimed yet.
     inherited: Inherited,
-    /// Claimed or added: what the next process gets.
-    used: HashMap<Key, OwnedFd>,
+    /// Claimed or added: what the next process gets. Shared with an upgrade in progress,
+    /// which holds them open (a withdrawn one closes when that upgrade is done with it).
+    used: HashMap<Key, Arc<OwnedFd>>,
     /// Passed by systemd (socket activation) and not claimed yet.
     activated: Vec<Activated>,
     /// Keys of claimed systemd sockets: their socket files are systemd's, never unlinked.
@@ -304,7 +304,7 @@ impl Fds {
         let dup = fd
             .try_clone()
             .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
-        inner.used.insert(key, fd);
+        inner.used.insert(key, Arc::new(fd));
         Ok(Some(dup))
     }
 
@@ -320,7 +320,7 @@ impl Fds {
         self.store.stored(&key, fd, true);
         let mut inner = self.lock();
         inner.inherited.remove(&key);
-        inner.used.insert(key, dup);
+        inner.used.insert(key, Arc::new(dup));
         Ok(())
     }
 
@@ -357,7 +357,7 @@ impl Fds {
         let dup = fd
             .try_clone()
             .map_err(|e| Error::io(format!("can't duplicate inherited {key}"), e))?;
-        inner.used.insert(key.clone(), fd);
+        inner.used.insert(key.clone(), Arc::new(fd));
         drop(inner);
         T::from_fd(dup)
             .map(Some)
@@ -401,7 +401,7 @@ impl Fds {
         {
             let mut inner = self.lock();
             inner.inherited.remove(&key);
-            inner.used.insert(key.clone(), fd);
+            inner.used.insert(key.clone(), Arc::new(fd));
             if let Some(bound) = from_systemd {
                 tracing::info!(key = %key, bound, "claimed a systemd-activated socket");
                 inner.systemd_keys.insert(key.clone());
@@ -433,23 +433,22 @@ impl Fds {
         unclaimed.iter().map(Activated::describe).collect()
     }
 
-    /// Duplicates of everything in use, in a stable order, for the next process: each one
-    /// numbered at or above `first + 2 + n` (n = how many there are), so that placing them at
-    /// `first + 2 + i` in the child never overwrites one still to be placed.
-    pub(crate) fn snapshot(&self, first: RawFd) -> io::Result<Vec<(Key, OwnedFd)>> {
-        let passed: io::Result<Vec<(Key, OwnedFd)>> = {
+    /// Everything in use, in a stable order, for the next process. No descriptor is copied:
+    /// the upgrade shares them (see `sys::ShimPlan::new` for why a copy would cost
+    /// milliseconds with many listeners).
+    pub(crate) fn snapshot(&self) -> Vec<(Key, Arc<OwnedFd>)> {
+        let passed: Vec<(Key, Arc<OwnedFd>)> = {
             let inner = self.lock();
-            let above = first + 2 + inner.used.len() as RawFd;
-            let mut keys: Vec<&Key> = inner.used.keys().collect();
-            keys.sort_by_cached_key(|k| k.to_string());
-            keys.into_iter()
-                .map(|k| Ok((k.clone(), sys::dup_at_least(inner.used[k].as_fd(), above)?)))
-                .collect()
+            let mut all: Vec<(Key, Arc<OwnedFd>)> = inner
+                .used
+                .iter()
+                .map(|(k, fd)| (k.clone(), Arc::clone(fd)))
+                .collect();
+            all.sort_by_cached_key(|(k, _)| k.to_string());
+            all
         };
         // Not under this lock: the connection registry takes it under its own.
-        if let Ok(passed) = &passed {
-            self.conns.passing(passed.iter().map(|(k, _)| k));
-        }
+        self.conns.passing(passed.iter().map(|(k, _)| k));
         passed
     }
 

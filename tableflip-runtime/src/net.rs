@@ -236,11 +236,15 @@ fn socket_type(network: Network) -> Type {
 /// The listen backlog: `/proc/sys/net/core/somaxconn` if readable (as Go does on Linux),
 /// else 4096.
 fn listen_backlog() -> i32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|&n| n > 0)
-        .map_or(DEFAULT_BACKLOG, |n| i32::try_from(n).unwrap_or(i32::MAX))
+    // Read once: a service binding a thousand listeners would read it a thousand times.
+    static BACKLOG: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *BACKLOG.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .map_or(DEFAULT_BACKLOG, |n| i32::try_from(n).unwrap_or(i32::MAX))
+    })
 }
 
 /// The socket address of a Linux abstract name (`"@name"` without the `'@'`).
@@ -499,32 +503,39 @@ fn type_name(t: Type) -> String {
 pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
     let raw = fd.as_raw_fd();
     let expected = Expected::of(network);
-    let wanted = format!(
-        "expected {} for {:?}",
-        expected.describe(),
-        network.as_str()
-    );
+    // Only for an error: a successor with a thousand listeners checks a thousand sockets.
+    let wanted = || {
+        format!(
+            "expected {} for {:?}",
+            expected.describe(),
+            network.as_str()
+        )
+    };
     let sock = SockRef::from(&fd);
     let ty = match sock.r#type() {
         Ok(ty) => ty,
         Err(e) if e.raw_os_error() == Some(Errno::ENOTSOCK as i32) => {
-            return Err(format!("fd {raw} is not a socket, {wanted}"));
+            return Err(format!("fd {raw} is not a socket, {}", wanted()));
         }
         Err(e) => {
             return Err(format!(
-                "fd {raw}: cannot read its socket type ({e}), {wanted}"
+                "fd {raw}: cannot read its socket type ({e}), {}",
+                wanted()
             ));
         }
     };
     let domain = match sock.local_addr() {
         Ok(local) => local.domain(),
         Err(e) => {
-            return Err(format!("fd {raw}: cannot read its address ({e}), {wanted}"));
+            return Err(format!(
+                "fd {raw}: cannot read its address ({e}), {}",
+                wanted()
+            ));
         }
     };
-    let actual = format!("{} {}", domain_name(domain), type_name(ty));
+    let actual = || format!("{} {}", domain_name(domain), type_name(ty));
     if ty != expected.ty || !expected.domains.contains(&domain) {
-        return Err(format!("fd {raw} is an {actual} socket, {wanted}"));
+        return Err(format!("fd {raw} is an {} socket, {}", actual(), wanted()));
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if !network.is_unix() {
@@ -536,8 +547,10 @@ pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), S
         match sock.protocol() {
             Ok(Some(p)) if p != proto => {
                 return Err(format!(
-                    "fd {raw} is an {actual} socket of protocol {}, {wanted}",
-                    i32::from(p)
+                    "fd {raw} is an {} socket of protocol {}, {}",
+                    actual(),
+                    i32::from(p),
+                    wanted()
                 ));
             }
             _ => {}
@@ -548,12 +561,15 @@ pub(crate) fn check_socket(fd: BorrowedFd<'_>, network: Network) -> Result<(), S
             Ok(true) => {}
             Ok(false) => {
                 return Err(format!(
-                    "fd {raw} is an {actual} socket that is not listening, {wanted}"
+                    "fd {raw} is an {} socket that is not listening, {}",
+                    actual(),
+                    wanted()
                 ));
             }
             Err(e) => {
                 return Err(format!(
-                    "fd {raw}: cannot tell whether it is listening ({e}), {wanted}"
+                    "fd {raw}: cannot tell whether it is listening ({e}), {}",
+                    wanted()
                 ));
             }
         }

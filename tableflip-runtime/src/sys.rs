@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -23,31 +23,23 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
 /// Returns `None` if no such descriptor is open. The descriptor is marked close-on-exec, so
 /// that programs this process starts do not inherit it by accident.
 pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<Option<OwnedFd>> {
-    let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) else {
-        return Ok(None);
-    };
-    // SAFETY: the fd is open (F_GETFD succeeded) and was inherited across exec: nothing else
+    // One call both marks it and tells whether it is open (FD_CLOEXEC is the only
+    // descriptor flag): with many inherited listeners, every call per descriptor counts.
+    match fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EBADF) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    // SAFETY: the fd is open (F_SETFD succeeded) and was inherited across exec: nothing else
     // in this process owns it. Callers take each inherited number once, at start-up, before
     // any other code could have claimed it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let flags = FdFlag::from_bits_truncate(bits);
-    if !flags.contains(FdFlag::FD_CLOEXEC) {
-        fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC))?;
-    }
-    Ok(Some(owned))
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of an open descriptor.
 pub(crate) fn access_mode(fd: BorrowedFd<'_>) -> io::Result<OFlag> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
     Ok(flags & OFlag::O_ACCMODE)
-}
-
-/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
-pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
-    let new = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(min))?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// The values `init_env` removed from the environment, kept for this process's own start-up.
@@ -197,8 +189,12 @@ pub(crate) struct ShimPlan {
     argv_ptrs: Vec<*const nix::libc::c_char>,
     _envp: Vec<std::ffi::CString>,
     envp_ptrs: Vec<*const nix::libc::c_char>,
-    /// `(source, target)`: the successor's descriptors, placed with `dup2`.
+    /// `(source, target)`: the successor's descriptors, placed with `dup2`. A source may sit
+    /// on another one's target: the successor first lifts such sources out of the way.
     places: Vec<(RawFd, RawFd)>,
+    /// Where the successor lifts source `i` that sits at or below the highest target:
+    /// `lift + i`, above every descriptor the shim keeps and every target.
+    lift: RawFd,
     /// The read end of the command pipe (the shim's).
     control: RawFd,
     /// The write end of the report pipe (the shim's).
@@ -207,6 +203,10 @@ pub(crate) struct ShimPlan {
     exec_err: (RawFd, RawFd),
     /// The highest signal number to reset.
     max_signal: i32,
+    /// The stack the successor runs on between `clone` and `execve` (Linux), made before the
+    /// fork: the shim may not allocate.
+    #[cfg(target_os = "linux")]
+    stack: std::cell::UnsafeCell<Vec<u8>>,
     /// The descriptors the shim keeps (sorted): 0-2 and the ones above. It closes every
     /// other one, so that it holds none of the parent's connections open.
     keep: Vec<RawFd>,
@@ -224,9 +224,14 @@ pub(crate) struct Exec<'a> {
 }
 
 impl ShimPlan {
-    /// A plan to start `exec`, with `fds[i]` at
-    /// descriptor `first + i` (each numbered at or above `first + fds.len()`, see
-    /// [`dup_at_least`]), for a shim that reads commands on `control` and reports on `report`.
+    /// A plan to start `exec`, with `fds[i]` at descriptor `first + i` (whatever their
+    /// numbers now: one may sit on another's target), for a shim that reads commands on
+    /// `control` and reports on `report`.
+    ///
+    /// No descriptor is copied here: a copy in this process (multi-threaded, with a shared
+    /// descriptor table) can make the kernel grow the table, and growing a shared table waits
+    /// for an RCU grace period, milliseconds. The successor, a single-threaded fork with a
+    /// table of its own, moves what is in the way instead.
     pub(crate) fn new(
         exec: Exec<'_>,
         fds: &[BorrowedFd<'_>],
@@ -277,15 +282,6 @@ impl ShimPlan {
             .enumerate()
             .map(|(i, fd)| (fd.as_raw_fd(), first + i as RawFd))
             .collect::<Vec<_>>();
-        // Placing one with `dup2` must never overwrite another still to be placed.
-        if places
-            .iter()
-            .any(|&(src, _)| src < first + fds.len() as RawFd)
-        {
-            return Err(io::Error::other(
-                "a descriptor to hand over sits where another must be placed",
-            ));
-        }
         #[cfg(target_os = "linux")]
         let max_signal = nix::libc::SIGRTMAX();
         #[cfg(not(target_os = "linux"))]
@@ -295,6 +291,8 @@ impl ShimPlan {
         keep.extend(places.iter().map(|&(src, _)| src));
         keep.sort_unstable();
         keep.dedup();
+        let highest_target = first + fds.len() as RawFd - 1;
+        let lift = keep.last().copied().unwrap_or(0).max(highest_target) + 1;
         // Only where the shim can't close the rest with `close_range`: listing them costs a
         // read of `/proc/self/fd`, O(descriptors), at every upgrade.
         let open = if has_close_range() {
@@ -312,10 +310,13 @@ impl ShimPlan {
             _argv: argv,
             _envp: envp,
             places,
+            lift,
             control: control.as_raw_fd(),
             report: report.as_raw_fd(),
             exec_err: (exec_err.0.as_raw_fd(), exec_err.1.as_raw_fd()),
             max_signal,
+            #[cfg(target_os = "linux")]
+            stack: std::cell::UnsafeCell::new(vec![0u8; SUCCESSOR_STACK]),
         })
     }
 }
@@ -359,10 +360,7 @@ fn shim_main(plan: &ShimPlan) -> ! {
     // before the fork; each of them is async-signal-safe. `_exit` never returns.
     unsafe {
         close_others(plan);
-        let successor = libc::fork();
-        if successor == 0 {
-            exec_successor(plan);
-        }
+        let successor = start_successor(plan);
         libc::close(plan.exec_err.1);
         if successor < 0 {
             report(plan.report, REC_EXEC_FAILED, errno());
@@ -447,6 +445,58 @@ fn shim_main(plan: &ShimPlan) -> ! {
     }
 }
 
+/// The successor's stack between `clone` and `execve`: the handful of calls of
+/// [`exec_successor`], far from the 64 KiB.
+#[cfg(target_os = "linux")]
+const SUCCESSOR_STACK: usize = 64 * 1024;
+
+/// Starts the successor from the shim; its pid, or -1 (errno set).
+///
+/// On Linux it shares the shim's memory until it executes the program
+/// (`CLONE_VM | CLONE_VFORK`, as glibc's `posix_spawn` does), on a stack of its own: no copy
+/// of the page tables of a forked service, and none to tear down at `execve`, where a plain
+/// `fork` made both. The shim is suspended until then. Elsewhere, `fork`.
+///
+/// # Safety
+/// Only in the shim (a single-threaded fork, every signal blocked).
+unsafe fn start_successor(plan: &ShimPlan) -> nix::libc::pid_t {
+    use nix::libc;
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" fn run(arg: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `arg` is the plan `start_successor` passed, alive while the shim is
+            // suspended; `exec_successor` never returns.
+            unsafe { exec_successor(&*(arg as *const ShimPlan)) }
+        }
+        // SAFETY: the stack is the plan's own, used by nothing else (the shim waits while the
+        // successor runs on it: CLONE_VFORK), and x86-64/aarch64 stacks grow down, from its
+        // end, 16-byte aligned. The successor writes only its stack and async-signal-safe
+        // calls' state before `execve`; every signal is blocked (the shim's mask) until it
+        // resets them, so no handler of this process runs on shared memory.
+        unsafe {
+            let stack = &mut *plan.stack.get();
+            let top = stack.as_mut_ptr().add(stack.len());
+            let top = top.sub(top as usize % 16);
+            libc::clone(
+                run,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                plan as *const ShimPlan as *mut libc::c_void,
+            )
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: the shim is single-threaded; the child only runs `exec_successor`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: a freshly forked child.
+            unsafe { exec_successor(plan) }
+        }
+        pid
+    }
+}
+
 /// Closes every descriptor but the plan's: `close_range` over the gaps where the system has
 /// it, else the descriptors that were open when the plan was made.
 ///
@@ -526,9 +576,29 @@ unsafe fn exec_successor(plan: &ShimPlan) -> ! {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         // The start-up directory; if it was deleted, the current one (as Go does).
         libc::chdir(plan.cwd.as_ptr());
-        for &(src, dst) in &plan.places {
-            // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec.
-            if libc::dup2(src, dst) == -1 {
+        // A source at or below the highest target could be overwritten before it is placed
+        // (a connection that closed left a low number free; a pipe made for this upgrade
+        // took it): first lift every such source above everything this process holds, as
+        // Go's forkExec does. Only this process's own copy of the table changes.
+        let highest_target = plan.places.last().map_or(-1, |&(_, dst)| dst);
+        let source = |i: usize, src: RawFd| {
+            if src <= highest_target {
+                plan.lift + i as RawFd
+            } else {
+                src
+            }
+        };
+        for (i, &(src, _)) in plan.places.iter().enumerate() {
+            let to = source(i, src);
+            // The lifted copy must not reach the program: close-on-exec.
+            if to != src && dup_cloexec_to(src, to) == -1 {
+                exec_failed(plan);
+            }
+        }
+        for (i, &(src, dst)) in plan.places.iter().enumerate() {
+            // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec. Every
+            // source is now above every target, so none is its own target.
+            if libc::dup2(source(i, src), dst) == -1 {
                 exec_failed(plan);
             }
         }
@@ -538,6 +608,28 @@ unsafe fn exec_successor(plan: &ShimPlan) -> ! {
             plan.envp_ptrs.as_ptr(),
         );
         exec_failed(plan)
+    }
+}
+
+/// `dup2(src, to)` with close-on-exec set on `to`; -1 on failure.
+///
+/// # Safety
+/// Async-signal-safe; only in a freshly forked child (it replaces whatever `to` was).
+unsafe fn dup_cloexec_to(src: RawFd, to: RawFd) -> i32 {
+    use nix::libc;
+    // SAFETY: see the function's contract; dup3, dup2 and fcntl are async-signal-safe.
+    unsafe {
+        #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "netbsd"))]
+        {
+            libc::dup3(src, to, libc::O_CLOEXEC)
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "netbsd")))]
+        {
+            if libc::dup2(src, to) == -1 {
+                return -1;
+            }
+            libc::fcntl(to, libc::F_SETFD, libc::FD_CLOEXEC)
+        }
     }
 }
 
@@ -691,23 +783,46 @@ pub(crate) fn check_free_fds(min: u64) -> Result<(), crate::error::Error> {
     let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return Ok(());
     };
-    // Listing the open descriptors takes one itself: failing to is the answer too.
-    let open = match std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) {
-        Ok(dir) => dir.count() as u64,
-        Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => soft,
-        Err(_) => return Ok(()),
+    // Ask the kernel for `min` descriptors: O(min), where listing the open ones costs
+    // O(open), a thousand entries for a successor with a thousand listeners. Where there is
+    // no descriptor to copy, fall back to the listing.
+    let mut probes = Vec::with_capacity(min as usize);
+    let short = loop {
+        if probes.len() as u64 >= min {
+            break false;
+        }
+        match io::stderr().as_fd().try_clone_to_owned() {
+            Ok(fd) => probes.push(fd),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => break true,
+            Err(_) => break open_fd_count().is_some_and(|open| soft.saturating_sub(open) < min),
+        }
     };
-    if soft.saturating_sub(open) < min {
-        return Err(crate::error::Error::Config {
-            what: "open files limit".into(),
-            msg: format!(
-                "too few file descriptors: the limit (ulimit -n) is {soft} and {open} are in \
-                 use; a service needs at least {min} free (raise it with `ulimit -n` or \
-                 LimitNOFILE=)"
-            ),
-        });
+    drop(probes);
+    if !short {
+        return Ok(());
     }
-    Ok(())
+    let open = open_fd_count().unwrap_or(soft);
+    Err(crate::error::Error::Config {
+        what: "open files limit".into(),
+        msg: format!(
+            "too few file descriptors: the limit (ulimit -n) is {soft} and {open} are in \
+             use; a service needs at least {min} free (raise it with `ulimit -n` or \
+             LimitNOFILE=)"
+        ),
+    })
+}
+
+/// How many descriptors are open; `None` where they can't be listed. Listing takes one
+/// itself: failing to for lack of descriptors is the answer too (all of them).
+fn open_fd_count() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit};
+    match std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) {
+        Ok(dir) => Some(dir.count() as u64),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => getrlimit(Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(soft, _)| soft),
+        Err(_) => None,
+    }
 }
 
 /// Makes sure descriptors 0, 1 and 2 are open (on `/dev/null` if they were closed), so that

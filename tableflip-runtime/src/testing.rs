@@ -168,7 +168,7 @@ impl TestService {
     /// returns true).
     pub fn hand_over(&self) {
         // What an upgrade passes on, as the real one takes it (the duplicates are dropped).
-        let _ = self.upgrader.fds().snapshot(3);
+        let _ = self.upgrader.fds().snapshot();
         publish(self.upgrader.inner(), ExitReason::Upgraded);
     }
 

@@ -378,10 +378,7 @@ async fn upgrade(
     let span = tracing::info_span!("upgrade", pid = std::process::id(), what);
     async {
         let started = Instant::now();
-        let files = core
-            .fds
-            .snapshot(crate::handshake::READY_FD)
-            .map_err(UpgradeError::Io)?;
+        let files = core.fds.snapshot();
         tracing::info!(files = files.len(), "starting the new process");
         let tx = core.tx.clone();
         let on_started = move |pid| {
