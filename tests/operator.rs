@@ -195,19 +195,45 @@ fn stuck_pipe() -> (OwnedFd, OwnedFd) {
     (r, w)
 }
 
+/// A connected unix stream socket pair (the journal's kind of stderr): `(read, write)`, the
+/// buffers shrunk so that it fills at once.
+fn stuck_socket() -> (OwnedFd, OwnedFd) {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
+    let (r, w) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    setsockopt(&w, sockopt::SndBuf, &4096).unwrap();
+    setsockopt(&r, sockopt::RcvBuf, &4096).unwrap();
+    (r, w)
+}
+
 /// (3) stderr a pipe nobody reads: logging never blocks serving; dropped lines are counted
 /// and reported once stderr is read again; the last lines are flushed at exit.
 #[test]
 fn a_stderr_nobody_reads_never_stops_the_service() {
+    stderr_nobody_reads("stderr", stuck_pipe());
+}
+
+/// (3) The same with stderr a socket, as the journal's stream is: lines are sent without
+/// waiting (`MSG_DONTWAIT`) until the socket is full, then queued.
+#[test]
+fn a_stderr_socket_nobody_reads_never_stops_the_service() {
+    stderr_nobody_reads("stderr-sock", stuck_socket());
+}
+
+fn stderr_nobody_reads(name: &str, (read, write): (OwnedFd, OwnedFd)) {
     subreaper();
     cloexec_leaked_fds();
-    let scratch = Scratch::new("op-stderr");
+    let scratch = Scratch::new(&format!("op-{name}"));
     let exe = scratch.path("app");
     install_file(&bin("hello"), &exe);
-    let tag = unique_tag("stderr");
+    let tag = unique_tag(name);
     let _strays = KillTagged(tag.clone());
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (read, write) = stuck_pipe();
     let mut first = Command::new(&exe);
     first
         .env("ADDR", addr.to_string())

@@ -17,6 +17,9 @@ pub(crate) struct Bins {
     pub(crate) shellflip_hello: PathBuf,
     pub(crate) ecdysis_hello: PathBuf,
     pub(crate) ecdysis_http: PathBuf,
+    /// `hello` and the floor statically linked (`-C target-feature=+crt-static`), as the
+    /// README's fast-upgrade build; or why not (not built by `--quick`).
+    pub(crate) static_builds: Result<StaticBuilds, String>,
     /// The Go tableflip peers (`tests/go/hello`, `tests/go/http`), or why there are none.
     pub(crate) go: Result<GoPeers, String>,
     /// The cargo profile the examples were built with.
@@ -62,9 +65,71 @@ pub(crate) fn build(release_examples: bool) -> Result<Bins, String> {
         shellflip_hello: find(&own, "shellflip_hello")?,
         ecdysis_hello: find(&own, "ecdysis_hello")?,
         ecdysis_http: find(&own, "ecdysis_http")?,
+        static_builds: if release_examples {
+            static_builds(&product)
+        } else {
+            Err("skipped: built only for full runs (and `--release-examples`)".into())
+        },
         go: go_peers(),
         examples_profile: if release_examples { "release" } else { "dev" },
     })
+}
+
+/// Statically linked builds.
+#[derive(Debug)]
+pub(crate) struct StaticBuilds {
+    pub(crate) hello: PathBuf,
+    pub(crate) floor: PathBuf,
+}
+
+/// `hello` built as the README's fast-upgrade build says (release,
+/// `RUSTFLAGS="-C target-feature=+crt-static"`, an explicit `--target` so that proc-macros
+/// still build as usual) into `target/static`, and the floor the same way with `rustc` (it
+/// uses std only).
+fn static_builds(product: &Path) -> Result<StaticBuilds, String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("can't run {rustc}: {e}"))?;
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .ok_or("rustc -vV names no host")?;
+    let dir = product.join("target").join("static");
+    let dir_s = dir.to_str().ok_or("non-UTF-8 path")?.to_owned();
+    let flags = ("RUSTFLAGS", "-C target-feature=+crt-static");
+    let built = cargo_env(
+        product,
+        &[
+            "build",
+            "--release",
+            "--example",
+            "hello",
+            "--target",
+            &host,
+            "--target-dir",
+            &dir_s,
+        ],
+        &[flags],
+    )?;
+    let hello = built
+        .get("hello")
+        .cloned()
+        .ok_or("cargo built no static `hello`")?;
+    let floor = dir.join("floor");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/floor.rs");
+    let status = Command::new(&rustc)
+        .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static", "-o"])
+        .arg(&floor)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("can't run {rustc}: {e}"))?;
+    if !status.success() {
+        return Err(format!("rustc of the static floor failed: {status}"));
+    }
+    Ok(StaticBuilds { hello, floor })
 }
 
 /// The Go tableflip peers.
@@ -139,9 +204,19 @@ fn go_peers() -> Result<GoPeers, String> {
 /// Runs `cargo <args> --message-format=json-render-diagnostics` in `dir`; returns the
 /// executables it built, by target name. Diagnostics go to our stderr.
 fn cargo(dir: &Path, args: &[&str]) -> Result<HashMap<String, PathBuf>, String> {
+    cargo_env(dir, args, &[])
+}
+
+/// [`cargo`] with more environment variables.
+fn cargo_env(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<HashMap<String, PathBuf>, String> {
     let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&program)
         .args(args)
+        .envs(env.iter().copied())
         .arg("--message-format=json-render-diagnostics")
         .current_dir(dir)
         .stdin(Stdio::null())

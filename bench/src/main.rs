@@ -391,6 +391,20 @@ fn cycle_sections(
         CycleRow::new("upgrade", report::FLOOR),
         Ok(Box::new(Floor::new(&bins.floor))),
     );
+    add(
+        CycleRow::new("upgrade", report::TABLEFLIP_HELLO_STATIC),
+        match &bins.static_builds {
+            Ok(b) => hello(&b.hello, "hello-static"),
+            Err(why) => Err(skipped(why)),
+        },
+    );
+    add(
+        CycleRow::new("upgrade", report::FLOOR_STATIC),
+        match &bins.static_builds {
+            Ok(b) => Ok(Box::new(Floor::new(&b.floor))),
+            Err(why) => Err(skipped(why)),
+        },
+    );
     for (i, (name, path)) in candidates.iter().enumerate() {
         add(
             CycleRow::new("upgrade", &format!("candidate `{name}`")),

@@ -17,6 +17,8 @@ pub(crate) const GO_HELLO: &str = "Go tableflip `hello`";
 pub(crate) const ECDYSIS_HELLO: &str = "ecdysis `hello`";
 pub(crate) const SHELLFLIP: &str = "shellflip";
 pub(crate) const FLOOR: &str = "floor";
+pub(crate) const TABLEFLIP_HELLO_STATIC: &str = "tableflip `hello`, statically linked";
+pub(crate) const FLOOR_STATIC: &str = "floor, statically linked";
 pub(crate) const TABLEFLIP_HTTP: &str = "tableflip `http`";
 pub(crate) const GO_HTTP: &str = "Go tableflip `http`";
 pub(crate) const ECDYSIS_HTTP: &str = "ecdysis `http`";
@@ -376,17 +378,27 @@ impl Report {
             figure: failed.join(", "),
             met: tf_failed.map(|n| n == 0),
         });
-        if let Some(up) = self.row("upgrade", TABLEFLIP_HELLO) {
+        let builds = [
+            (TABLEFLIP_HELLO, "as built by `cargo build --release`"),
+            (TABLEFLIP_HELLO_STATIC, "statically linked"),
+        ];
+        for (name, build) in builds {
+            let Some(up) = self.row("upgrade", name).filter(|r| r.record.error.is_none()) else {
+                continue;
+            };
+            if up.record.skipped.is_some() {
+                continue;
+            }
             let (r, g) = self.go_ratios(up);
             t.push(Target {
                 what: "upgrade cycle p50 ≤ 0.5× Go tableflip",
-                figure: format!("answers {}, gone {}", x(r), x(g)),
+                figure: format!("{build}: answers {}, gone {}", x(r), x(g)),
                 met: (r.is_finite() && g.is_finite()).then_some(r <= 0.5 && g <= 0.5),
             });
             let (r, g) = self.floor_ratios(up);
             t.push(Target {
                 what: "upgrade cycle p50 ≤ 1.5× the floor",
-                figure: format!("answers {}, gone {}", x(r), x(g)),
+                figure: format!("{build}: answers {}, gone {}", x(r), x(g)),
                 met: (r.is_finite() && g.is_finite()).then_some(r <= 1.5 && g <= 1.5),
             });
         }
@@ -787,6 +799,14 @@ fn restart_how(name: &str) -> &'static str {
         SHELLFLIP => {
             "SIGUSR1, its `restarter` example's pattern; **does not hand over listeners**: \
              the new process binds a new port"
+        }
+        FLOOR_STATIC => {
+            "the floor's program statically linked (`rustc -C target-feature=+crt-static`), \
+             as Go links"
+        }
+        TABLEFLIP_HELLO_STATIC => {
+            "SIGHUP; the listener is handed over; built with \
+             `RUSTFLAGS=\"-C target-feature=+crt-static\"` (the README's fast-upgrade build)"
         }
         GO_HELLO => "SIGHUP, `Upgrade()`; the listener is handed over",
         ECDYSIS_HELLO => "SIGHUP, its `tokio_echo` example's pattern; the listener is handed over",

@@ -1,11 +1,18 @@
-//! The default `tracing` subscriber: formatted lines to stderr through a non-blocking,
-//! lossy writer, so that logging never blocks serving.
+//! The default `tracing` subscriber: formatted lines to stderr, never blocking serving.
 //!
 //! A stuck log shipper (stderr a pipe nobody reads) or a full disk must not stop the
-//! service: lines go to a bounded queue that a thread of its own writes out
-//! (`tracing-appender`'s non-blocking writer, lossy). When the queue is full, lines are
-//! dropped and counted; the next line that gets through is preceded by one saying how many
-//! were dropped. At exit the queue is flushed (bounded to about a second).
+//! service. While stderr takes a line without blocking, the line is written at once, by the
+//! thread that logs it: a regular file or `/dev/null` as is; a pipe through a non-blocking
+//! descriptor of its own (`/proc/self/fd/2` reopened, so that stderr's shared flags are not
+//! touched); a socket (the journal) with `MSG_DONTWAIT`. The first time a line would block
+//! (and for a terminal, from the first line), a thread of its own is started, and from then
+//! on lines go to a bounded queue that it writes out (`tracing-appender`'s non-blocking
+//! writer, lossy). When the queue is full, lines are dropped and counted; the next line that
+//! gets through is preceded by one saying how many were dropped. At exit the queue is
+//! flushed (bounded to about a second).
+//!
+//! Most services never start that thread: one thread, and its start-up, fewer in every
+//! generation (an upgrade's successor starts without it).
 //!
 //! The subscriber is the user's choice: it is installed only with the `subscriber` feature,
 //! only if the builder did not say `without_default_subscriber`, and never over one that is
@@ -14,9 +21,11 @@
 
 use std::io::{self, Write};
 #[cfg(feature = "subscriber")]
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 #[cfg(feature = "subscriber")]
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "subscriber")]
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[cfg(feature = "subscriber")]
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -27,18 +36,25 @@ use tracing_subscriber::fmt::MakeWriter;
 #[cfg(feature = "subscriber")]
 const QUEUE_LINES: usize = 1024;
 
-/// Flushes the log at exit (when dropped).
+/// Flushes the log at exit (see [`finish`]).
 pub(crate) struct Guard(
     #[cfg(feature = "subscriber")]
     #[allow(dead_code)]
-    WorkerGuard,
+    Arc<Shared>,
 );
 
 /// Flushes what the default subscriber queued (bounded to about a second): the last lines
 /// reach stderr before the process ends.
 pub(crate) fn finish(guard: Option<Guard>) {
     #[cfg(feature = "subscriber")]
-    drop(guard);
+    if let Some(Guard(shared)) = guard {
+        let worker = shared
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(worker);
+    }
     #[cfg(not(feature = "subscriber"))]
     let _ = guard;
 }
@@ -65,16 +81,13 @@ pub(crate) fn init() -> Option<Guard> {
             tracing_subscriber::filter::Targets::new()
                 .with_default(tracing_subscriber::filter::LevelFilter::INFO)
         });
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUE_LINES)
-        .thread_name("tableflip-log")
-        .finish(Stderr);
-    let writer = Lossy {
-        dropped: writer.error_counter(),
-        reported: Arc::new(AtomicUsize::new(0)),
-        inner: writer,
-    };
+    let shared = Arc::new(Shared {
+        direct: Direct::of_stderr(),
+        queue: OnceLock::new(),
+        worker: Mutex::new(None),
+        writing: Mutex::new(()),
+    });
+    let writer = Lines(shared.clone());
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let registry = tracing_subscriber::registry().with(filter);
@@ -92,7 +105,7 @@ pub(crate) fn init() -> Option<Guard> {
     };
     // Set meanwhile by another thread: theirs stays.
     installed.ok()?;
-    Some(Guard(guard))
+    Some(Guard(shared))
 }
 
 #[cfg(feature = "subscriber")]
@@ -195,8 +208,157 @@ impl Write for Lossy {
 }
 
 #[cfg(feature = "subscriber")]
-impl<'a> MakeWriter<'a> for Lossy {
-    type Writer = Lossy;
+/// What the subscriber writes to: stderr at once while it does not block, else the queue.
+#[derive(Clone)]
+struct Lines(Arc<Shared>);
+
+#[cfg(feature = "subscriber")]
+struct Shared {
+    direct: Direct,
+    /// The queue and its thread, once a line would have blocked.
+    queue: OnceLock<Lossy>,
+    /// Flushes the queue when dropped (at exit).
+    worker: Mutex<Option<WorkerGuard>>,
+    /// Held while a line is written at once: lines stay whole, and in order when the queue
+    /// takes over.
+    writing: Mutex<()>,
+}
+
+#[cfg(feature = "subscriber")]
+/// How a line can be written to stderr without blocking.
+enum Direct {
+    /// A regular file or `/dev/null`: a write does not wait for a reader.
+    Plain,
+    /// A pipe, through a non-blocking open file description of its own.
+    Pipe(OwnedFd),
+    /// A socket: `send` with `MSG_DONTWAIT`.
+    Socket,
+    /// Anything else (a terminal can be stopped with ^S): always the queue.
+    Never,
+}
+
+#[cfg(feature = "subscriber")]
+impl Direct {
+    fn of_stderr() -> Direct {
+        use nix::sys::stat::{SFlag, fstat};
+        let Ok(stat) = fstat(io::stderr().as_raw_fd()) else {
+            return Direct::Never;
+        };
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFREG || is_dev_null(&stat) {
+            Direct::Plain
+        } else if kind == SFlag::S_IFIFO {
+            // A second open file description of the same pipe: O_NONBLOCK on it does not
+            // change stderr's, which other processes share. No reader, or no /proc: queue.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+                .open("/proc/self/fd/2")
+                .map_or(Direct::Never, |f| Direct::Pipe(f.into()))
+        } else if kind == SFlag::S_IFSOCK {
+            Direct::Socket
+        } else {
+            Direct::Never
+        }
+    }
+
+    /// Writes what it can of `line` without blocking; what is left (empty once all of it
+    /// went). A line stderr refuses (closed, full disk) is dropped: no reason to fail.
+    fn write<'a>(&self, mut line: &'a [u8]) -> &'a [u8] {
+        use nix::errno::Errno;
+        // Bounded: each round writes something or ends.
+        for _ in 0..64 {
+            if line.is_empty() {
+                return line;
+            }
+            let wrote = match self {
+                Direct::Plain => nix::unistd::write(io::stderr().as_fd(), line),
+                Direct::Pipe(fd) => nix::unistd::write(fd, line),
+                Direct::Socket => nix::sys::socket::send(
+                    io::stderr().as_raw_fd(),
+                    line,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT
+                        | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                ),
+                Direct::Never => return line,
+            };
+            match wrote {
+                Ok(0) => return &[],
+                Ok(n) => line = &line[n..],
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return line,
+                Err(_) => return &[],
+            }
+        }
+        line
+    }
+}
+
+#[cfg(feature = "subscriber")]
+fn is_dev_null(stat: &nix::sys::stat::FileStat) -> bool {
+    nix::sys::stat::stat("/dev/null").is_ok_and(|null| null.st_rdev == stat.st_rdev)
+        && nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode)
+            .contains(nix::sys::stat::SFlag::S_IFCHR)
+}
+
+#[cfg(feature = "subscriber")]
+impl Shared {
+    /// The queue, its thread started on first use.
+    fn queue(&self) -> &Lossy {
+        self.queue.get_or_init(|| {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .lossy(true)
+                .buffered_lines_limit(QUEUE_LINES)
+                .thread_name("tableflip-log")
+                .finish(Stderr);
+            *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+            Lossy {
+                dropped: writer.error_counter(),
+                reported: Arc::new(AtomicUsize::new(0)),
+                inner: writer,
+            }
+        })
+    }
+
+    fn line(&self, line: &[u8]) {
+        if let Some(queue) = self.queue.get() {
+            let _ = queue.clone().write_all(line);
+            return;
+        }
+        let writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let left = match self.queue.get() {
+            Some(_) => line,
+            None => self.direct.write(line),
+        };
+        if !left.is_empty() {
+            // From now on every line goes through the queue, this one's rest first.
+            let _ = self.queue().clone().write_all(left);
+        }
+        drop(writing);
+    }
+}
+
+#[cfg(feature = "subscriber")]
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.line(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.line(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "subscriber")]
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = Lines;
 
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
