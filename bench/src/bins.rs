@@ -78,14 +78,17 @@ pub(crate) fn build(release_examples: bool) -> Result<Bins, String> {
 /// Statically linked builds.
 #[derive(Debug)]
 pub(crate) struct StaticBuilds {
+    /// `-C target-feature=+crt-static`: a static PIE (the code still at a random address).
     pub(crate) hello: PathBuf,
+    /// The same, `-C relocation-model=static` too: not position-independent, as Go links.
+    pub(crate) hello_nopie: PathBuf,
+    /// The floor's program, static and not position-independent.
     pub(crate) floor: PathBuf,
 }
 
-/// `hello` built as the README's fast-upgrade build says (release,
-/// `RUSTFLAGS="-C target-feature=+crt-static"`, an explicit `--target` so that proc-macros
-/// still build as usual) into `target/static`, and the floor the same way with `rustc` (it
-/// uses std only).
+/// The README's fast-upgrade builds of `hello` (release, `RUSTFLAGS` as below, an explicit
+/// `--target` so that proc-macros still build as usual) into `target/static*`, and the floor
+/// with `rustc` (it uses std only).
 fn static_builds(product: &Path) -> Result<StaticBuilds, String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = Command::new(&rustc)
@@ -96,12 +99,10 @@ fn static_builds(product: &Path) -> Result<StaticBuilds, String> {
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
         .ok_or("rustc -vV names no host")?;
-    let dir = product.join("target").join("static");
-    let dir_s = dir.to_str().ok_or("non-UTF-8 path")?.to_owned();
-    let flags = ("RUSTFLAGS", "-C target-feature=+crt-static");
-    let built = cargo_env(
-        product,
-        &[
+    let build = |dir: &str, flags: &str| -> Result<PathBuf, String> {
+        let dir = product.join("target").join(dir);
+        let dir = dir.to_str().ok_or("non-UTF-8 path")?;
+        let args = [
             "build",
             "--release",
             "--example",
@@ -109,18 +110,28 @@ fn static_builds(product: &Path) -> Result<StaticBuilds, String> {
             "--target",
             &host,
             "--target-dir",
-            &dir_s,
-        ],
-        &[flags],
+            dir,
+        ];
+        cargo_env(product, &args, &[("RUSTFLAGS", flags)])?
+            .remove("hello")
+            .ok_or_else(|| format!("cargo built no `hello` with {flags}"))
+    };
+    let hello = build("static", "-C target-feature=+crt-static")?;
+    let hello_nopie = build(
+        "static-nopie",
+        "-C target-feature=+crt-static -C relocation-model=static",
     )?;
-    let hello = built
-        .get("hello")
-        .cloned()
-        .ok_or("cargo built no static `hello`")?;
-    let floor = dir.join("floor");
+    let floor = product.join("target").join("static-nopie").join("floor");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/floor.rs");
     let status = Command::new(&rustc)
-        .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static", "-o"])
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["-C", "relocation-model=static", "-o"])
         .arg(&floor)
         .arg(&src)
         .stdin(Stdio::null())
@@ -129,7 +140,11 @@ fn static_builds(product: &Path) -> Result<StaticBuilds, String> {
     if !status.success() {
         return Err(format!("rustc of the static floor failed: {status}"));
     }
-    Ok(StaticBuilds { hello, floor })
+    Ok(StaticBuilds {
+        hello,
+        hello_nopie,
+        floor,
+    })
 }
 
 /// The Go tableflip peers.

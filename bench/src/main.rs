@@ -399,6 +399,13 @@ fn cycle_sections(
         },
     );
     add(
+        CycleRow::new("upgrade", report::TABLEFLIP_HELLO_NOPIE),
+        match &bins.static_builds {
+            Ok(b) => hello(&b.hello_nopie, "hello-static-nopie"),
+            Err(why) => Err(skipped(why)),
+        },
+    );
+    add(
         CycleRow::new("upgrade", report::FLOOR_STATIC),
         match &bins.static_builds {
             Ok(b) => Ok(Box::new(Floor::new(&b.floor))),

@@ -18,6 +18,7 @@ pub(crate) const ECDYSIS_HELLO: &str = "ecdysis `hello`";
 pub(crate) const SHELLFLIP: &str = "shellflip";
 pub(crate) const FLOOR: &str = "floor";
 pub(crate) const TABLEFLIP_HELLO_STATIC: &str = "tableflip `hello`, statically linked";
+pub(crate) const TABLEFLIP_HELLO_NOPIE: &str = "tableflip `hello`, statically linked, not PIE";
 pub(crate) const FLOOR_STATIC: &str = "floor, statically linked";
 pub(crate) const TABLEFLIP_HTTP: &str = "tableflip `http`";
 pub(crate) const GO_HTTP: &str = "Go tableflip `http`";
@@ -381,9 +382,13 @@ impl Report {
         let builds = [
             (TABLEFLIP_HELLO, "as built by `cargo build --release`"),
             (TABLEFLIP_HELLO_STATIC, "statically linked"),
+            (TABLEFLIP_HELLO_NOPIE, "statically linked, not PIE"),
         ];
         for (name, build) in builds {
-            let Some(up) = self.row("upgrade", name).filter(|r| r.record.error.is_none()) else {
+            let Some(up) = self
+                .row("upgrade", name)
+                .filter(|r| r.record.error.is_none())
+            else {
                 continue;
             };
             if up.record.skipped.is_some() {
@@ -801,8 +806,13 @@ fn restart_how(name: &str) -> &'static str {
              the new process binds a new port"
         }
         FLOOR_STATIC => {
-            "the floor's program statically linked (`rustc -C target-feature=+crt-static`), \
-             as Go links"
+            "the floor's program statically linked and not position-independent \
+             (`-C target-feature=+crt-static -C relocation-model=static`), as Go links"
+        }
+        TABLEFLIP_HELLO_NOPIE => {
+            "SIGHUP; the listener is handed over; built with `RUSTFLAGS=\"-C \
+             target-feature=+crt-static -C relocation-model=static\"`, as Go links (no \
+             address randomisation of the program's code)"
         }
         TABLEFLIP_HELLO_STATIC => {
             "SIGHUP; the listener is handed over; built with \

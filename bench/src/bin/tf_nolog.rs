@@ -8,7 +8,8 @@ use tableflip::{ListenerSpec, Service};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
-    Service::builder().without_default_subscriber()
+    Service::builder()
+        .without_default_subscriber()
         .listener(ListenerSpec::from_env(
             "l0",
             "tcp",
