@@ -87,7 +87,7 @@ pub(crate) async fn upgrade(
     let names: Vec<Vec<String>> = files.iter().map(|(k, _)| k.to_names_entry()).collect();
     let bytes = gob::encode_names(&names);
 
-    let mut child = spawn_retrying_busy(startup, &program, files)
+    let mut child = spawn_retrying_busy(startup, &program, files, &bytes)
         .await
         .map_err(|e| match e {
             Spawned::Failed(source) => UpgradeError::Spawn {
@@ -104,7 +104,7 @@ pub(crate) async fn upgrade(
         let names_tx = &mut child.names;
         let write_names = async {
             // A child that dies before reading gives EPIPE: its exit is reported instead.
-            let _ = names_tx.write_all(&bytes).await;
+            let _ = names_tx.write_all(&bytes[child.names_sent..]).await;
             std::future::pending::<()>().await
         };
         let ready_rx = &mut child.ready;
@@ -170,6 +170,8 @@ struct Starting {
     report: pipe::Receiver,
     ready: pipe::Receiver,
     names: pipe::Sender,
+    /// How much of the names went into the pipe before the fork.
+    names_sent: usize,
     /// Set once the shim has been reaped.
     reaped: bool,
 }
@@ -188,11 +190,12 @@ async fn spawn_retrying_busy(
     startup: &Startup,
     program: &std::path::Path,
     files: Vec<(Key, Arc<OwnedFd>)>,
+    names: &[u8],
 ) -> Result<Starting, Spawned> {
     let files: Vec<Arc<OwnedFd>> = files.into_iter().map(|(_, fd)| fd).collect();
     let mut attempts = 0;
     loop {
-        match spawn(startup, program, &files).await {
+        match spawn(startup, program, &files, names).await {
             Err(Spawned::Failed(e))
                 if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempts < 50 =>
             {
@@ -208,10 +211,16 @@ async fn spawn(
     startup: &Startup,
     program: &std::path::Path,
     files: &[Arc<OwnedFd>],
+    names: &[u8],
 ) -> Result<Starting, Spawned> {
     let io = Spawned::Io;
     let (ready_r, ready_w) = sys::pipe_cloexec().map_err(io)?;
     let (names_r, names_w) = sys::pipe_cloexec().map_err(io)?;
+    // The names go into the pipe now, as much as it holds (all of them, but for thousands
+    // of listeners): the successor reads them as soon as it starts, without waiting for
+    // this process to hear from the shim first.
+    let names_w = pipe::Sender::from_owned_fd(names_w).map_err(io)?;
+    let names_sent = names_w.try_write(names).unwrap_or(0);
     let (control_r, control_w) = sys::pipe_cloexec().map_err(io)?;
     let (report_r, report_w) = sys::pipe_cloexec().map_err(io)?;
     let (err_r, err_w) = sys::pipe_cloexec().map_err(io)?;
@@ -271,7 +280,8 @@ async fn spawn(
         control: pipe::Sender::from_owned_fd(control_w).map_err(io)?,
         report: pipe::Receiver::from_owned_fd(report_r).map_err(io)?,
         ready: pipe::Receiver::from_owned_fd(ready_r).map_err(io)?,
-        names: pipe::Sender::from_owned_fd(names_w).map_err(io)?,
+        names: names_w,
+        names_sent,
         reaped: false,
     };
     let first = tokio::time::timeout(SHIM_GRACE * 5, read_record(&mut starting.report)).await;
@@ -644,11 +654,11 @@ mod tests {
             .build()
             .expect("runtime");
         let status = rt.block_on(async {
-            let mut starting = match spawn(&startup, std::path::Path::new("/bin/sh"), &files).await
-            {
-                Ok(s) => s,
-                Err(Spawned::Failed(e) | Spawned::Io(e)) => panic!("spawn: {e}"),
-            };
+            let mut starting =
+                match spawn(&startup, std::path::Path::new("/bin/sh"), &files, &[]).await {
+                    Ok(s) => s,
+                    Err(Spawned::Failed(e) | Spawned::Io(e)) => panic!("spawn: {e}"),
+                };
             let status =
                 tokio::time::timeout(Duration::from_secs(20), exited(&mut starting.report)).await;
             if status.is_err() {
