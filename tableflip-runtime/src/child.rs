@@ -78,6 +78,7 @@ pub(crate) async fn upgrade(
     timeout: Duration,
     mut cancel: watch::Receiver<bool>,
     on_started: impl FnOnce(u32),
+    reparent_first: bool,
 ) -> Result<Ready, UpgradeError> {
     let started = Instant::now();
     let program = startup.program().map_err(|source| UpgradeError::Spawn {
@@ -141,7 +142,7 @@ pub(crate) async fn upgrade(
     match outcome {
         Ok(()) => {
             tracing::info!(child_pid = pid, elapsed_ms, "new process is ready");
-            Ok(child.hand_over().await?)
+            Ok(child.hand_over(reparent_first).await?)
         }
         Err(err) => {
             match &err {
@@ -164,6 +165,8 @@ pub(crate) async fn upgrade(
 /// A successor still initialising, with its shim.
 struct Starting {
     shim: Pid,
+    /// Readable once the shim has exited (Linux): reaped at once, not polled for.
+    shim_pidfd: Option<ShimPidfd>,
     pid: u32,
     pidfd: Option<OwnedFd>,
     control: pipe::Sender,
@@ -273,8 +276,16 @@ async fn spawn(
         Err(e) => return Err(Spawned::Failed(e)),
     };
 
+    // The shim is our unreaped child: its pid can't name another process yet.
+    #[cfg(target_os = "linux")]
+    let shim_pidfd = sys::pidfd_open(shim.as_raw())
+        .and_then(sys::async_pidfd)
+        .ok();
+    #[cfg(not(target_os = "linux"))]
+    let shim_pidfd = None;
     let mut starting = Starting {
         shim,
+        shim_pidfd,
         pid: 0,
         pidfd: None,
         control: pipe::Sender::from_owned_fd(control_w).map_err(io)?,
@@ -341,9 +352,19 @@ async fn exited(report: &mut pipe::Receiver) -> std::io::Result<ExitStatus> {
 
 impl Starting {
     /// Tells the shim to exit and reaps it: the successor is then re-parented.
-    async fn hand_over(mut self) -> Result<Ready, UpgradeError> {
+    ///
+    /// With `reparent_first`, it returns only once the shim has exited, so that the
+    /// successor is already re-parented (systemd must hear `MAINPID=` only then). Without,
+    /// the shim is reaped by a task of its own: its exit (the teardown of a copy of this
+    /// process, longer with many descriptors) is off the handover's path.
+    async fn hand_over(mut self, reparent_first: bool) -> Result<Ready, UpgradeError> {
         let _ = self.control.write_all(&[sys::CMD_RELEASE]).await;
-        self.reap_shim().await;
+        if reparent_first {
+            self.reap_shim().await;
+        } else {
+            self.reaped = true;
+            drop(tokio::spawn(reap(self.shim, self.shim_pidfd.take())));
+        }
         let names = std::mem::replace(&mut self.names, placeholder_sender()?)
             .into_blocking_fd()
             .map_err(UpgradeError::Io)?;
@@ -388,17 +409,31 @@ impl Starting {
         if tokio::time::timeout(SHIM_GRACE, eof).await.is_err() {
             let _ = nix::sys::signal::kill(self.shim, Signal::SIGKILL);
         }
-        reap(self.shim).await;
+        reap(self.shim, self.shim_pidfd.take()).await;
         self.reaped = true;
     }
 }
 
+/// A pidfd of the shim, registered with the reactor.
+#[cfg(target_os = "linux")]
+type ShimPidfd = tokio::io::unix::AsyncFd<OwnedFd>;
+#[cfg(not(target_os = "linux"))]
+type ShimPidfd = std::convert::Infallible;
+
 /// Reaps `shim`, which has exited or is about to (it closed its report pipe, or was
-/// killed): polls `waitpid` without blocking a thread, bounded; a shim still there after
+/// killed): waits for its pidfd to turn readable where there is one, then `waitpid`, polled
+/// without blocking a thread, bounded; a shim still there after
 /// [`SHIM_GRACE`] is killed, and left to the process's end if even that does not end it.
-async fn reap(shim: Pid) {
+async fn reap(shim: Pid, pidfd: Option<ShimPidfd>) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let deadline = Instant::now() + 2 * SHIM_GRACE;
+    // With a pidfd, the exit itself wakes this task: no polling, and no sleep between the
+    // shim's exit and the handover (a shim with a thousand descriptors takes a while).
+    #[cfg(target_os = "linux")]
+    if let Some(pidfd) = &pidfd {
+        let _ = tokio::time::timeout(SHIM_GRACE, pidfd.readable()).await;
+    }
+    drop(pidfd);
     let mut killed = false;
     for pause in (0..).map(|i: u32| Duration::from_micros(100 << i.min(10))) {
         match waitpid(shim, Some(WaitPidFlag::WNOHANG)) {
@@ -436,7 +471,7 @@ impl Drop for Starting {
         }
         let shim = self.shim;
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn(reap(shim))),
+            Ok(rt) => drop(rt.spawn(reap(shim, None))),
             Err(_) => drop(std::thread::Builder::new().spawn(move || {
                 let _ = nix::sys::wait::waitpid(shim, None);
             })),

@@ -384,8 +384,18 @@ async fn upgrade(
         let on_started = move |pid| {
             let _ = tx.send(Msg::Event(Event::SuccessorStarted(pid)));
         };
-        let ready =
-            child::upgrade(core.startup, files, core.timeout, cancelled, on_started).await?;
+        // Under systemd (or the PID 1 supervisor) the successor must be re-parented before
+        // `MAINPID=` names it.
+        let reparent_first = core.systemd.is_active();
+        let ready = child::upgrade(
+            core.startup,
+            files,
+            core.timeout,
+            cancelled,
+            on_started,
+            reparent_first,
+        )
+        .await?;
         core.keep_open(ready.names);
         // systemd must know the new main process (now its child) before this one drains.
         let status = format!("serving (pid {})", ready.pid);
