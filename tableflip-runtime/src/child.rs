@@ -355,10 +355,16 @@ impl Starting {
     ///
     /// With `reparent_first`, it returns only once the shim has exited, so that the
     /// successor is already re-parented (systemd must hear `MAINPID=` only then). Without,
-    /// the shim is reaped by a task of its own: its exit (the teardown of a copy of this
-    /// process, longer with many descriptors) is off the handover's path.
+    /// the shim is reaped by a task of its own and exits at idle priority: its exit (the
+    /// teardown of a copy of this process, longer with many descriptors) is off the
+    /// handover's path and takes no CPU from the two processes that serve meanwhile.
     async fn hand_over(mut self, reparent_first: bool) -> Result<Ready, UpgradeError> {
-        let _ = self.control.write_all(&[sys::CMD_RELEASE]).await;
+        let release = if reparent_first {
+            sys::CMD_RELEASE
+        } else {
+            sys::CMD_RELEASE_IDLE
+        };
+        let _ = self.control.write_all(&[release]).await;
         if reparent_first {
             self.reap_shim().await;
         } else {

@@ -167,6 +167,11 @@ pub(crate) const CMD_WATCH: u8 = b'w';
 pub(crate) const CMD_KILL: u8 = b'k';
 /// Command to the shim: exit now, leaving the successor to be re-parented.
 pub(crate) const CMD_RELEASE: u8 = b'r';
+/// Command to the shim: as [`CMD_RELEASE`], but exit at idle priority (`SCHED_IDLE`, Linux):
+/// the teardown of the shim's copy of this process then takes no CPU from this process or
+/// the successor, which serve meanwhile. Only when nobody waits for that exit: it can take
+/// long on a saturated machine.
+pub(crate) const CMD_RELEASE_IDLE: u8 = b'i';
 
 /// Signals an operator sends to "the service" (`pkill`, `KillMode=control-group`): the shim
 /// ignores them, so that it does its small job whatever it is sent.
@@ -438,6 +443,14 @@ fn shim_main(plan: &ShimPlan) -> ! {
                         libc::kill(successor, libc::SIGKILL);
                     }
                     Some(CMD_WATCH) => {}
+                    Some(CMD_RELEASE_IDLE) => {
+                        #[cfg(target_os = "linux")]
+                        {
+                            let param = libc::sched_param { sched_priority: 0 };
+                            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                        }
+                        libc::_exit(0)
+                    }
                     _ => libc::_exit(0),
                 }
             }
