@@ -730,4 +730,58 @@ mod tests {
             );
         }
     }
+
+    /// An `execve` that fails is reported as a spawn failure (with its errno) even when the
+    /// exec-error pipe sits among the targets, where a placed descriptor would replace it.
+    #[test]
+    fn an_exec_failure_is_reported_when_its_pipe_sits_on_a_target() {
+        let name = "child::tests::an_exec_failure_is_reported_when_its_pipe_sits_on_a_target";
+        if !alone(name) {
+            return;
+        }
+        // Thirty files high up, the numbers below them free: the runtime's descriptors and
+        // the upgrade's five pipes take the lowest, and the exec-error pipe (the last) sits
+        // among the targets 3..=32.
+        let fillers: Vec<std::fs::File> = (0..60)
+            .map(|_| std::fs::File::open("/dev/null").expect("/dev/null"))
+            .collect();
+        let files: Vec<Arc<OwnedFd>> = (0..30)
+            .map(|_| Arc::new(nix::unistd::pipe().expect("pipe").0))
+            .collect();
+        assert!(
+            files.iter().all(|f| f.as_raw_fd() > 32),
+            "files above the targets"
+        );
+        drop(fillers);
+        let startup = Startup {
+            cwd: std::env::temp_dir(),
+            argv0: "/nonexistent/tableflip-successor".into(),
+            args: Vec::new(),
+            handoff: std::sync::Mutex::new(None),
+            listen_vars: [None, None, None],
+            activation: std::sync::Mutex::new(None),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let program = std::path::Path::new("/nonexistent/tableflip-successor");
+        let spawned = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                spawn(&startup, program, &files, &[]),
+            )
+            .await
+        });
+        match spawned.expect("spawn answered in time") {
+            Err(Spawned::Failed(e)) => {
+                assert_eq!(e.raw_os_error(), Some(nix::libc::ENOENT), "{e}")
+            }
+            Err(Spawned::Io(e)) => panic!("not an exec failure: {e}"),
+            Ok(mut starting) => {
+                rt.block_on(starting.kill());
+                panic!("the failed exec was taken for a start");
+            }
+        }
+    }
 }

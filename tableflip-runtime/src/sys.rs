@@ -198,7 +198,8 @@ pub(crate) struct ShimPlan {
     /// on another one's target: the successor first lifts such sources out of the way.
     places: Vec<(RawFd, RawFd)>,
     /// Where the successor lifts source `i` that sits at or below the highest target:
-    /// `lift + i`, above every descriptor the shim keeps and every target.
+    /// `lift + i`, above every descriptor the shim keeps and every target (and the
+    /// exec-error pipe, if it sits there, to `lift + places.len()`).
     lift: RawFd,
     /// The read end of the command pipe (the shim's).
     control: RawFd,
@@ -601,18 +602,27 @@ unsafe fn exec_successor(plan: &ShimPlan) -> ! {
                 src
             }
         };
+        // The exec-error pipe too, if it sits among the targets: an `execve` that fails
+        // must still be reported there, not into a socket placed over it.
+        let mut err_fd = plan.exec_err.1;
+        if err_fd <= highest_target {
+            let to = plan.lift + plan.places.len() as RawFd;
+            if dup_cloexec_to(err_fd, to) != -1 {
+                err_fd = to;
+            }
+        }
         for (i, &(src, _)) in plan.places.iter().enumerate() {
             let to = source(i, src);
             // The lifted copy must not reach the program: close-on-exec.
             if to != src && dup_cloexec_to(src, to) == -1 {
-                exec_failed(plan);
+                exec_failed(err_fd);
             }
         }
         for (i, &(src, dst)) in plan.places.iter().enumerate() {
             // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec. Every
             // source is now above every target, so none is its own target.
             if libc::dup2(source(i, src), dst) == -1 {
-                exec_failed(plan);
+                exec_failed(err_fd);
             }
         }
         libc::execve(
@@ -620,7 +630,7 @@ unsafe fn exec_successor(plan: &ShimPlan) -> ! {
             plan.argv_ptrs.as_ptr(),
             plan.envp_ptrs.as_ptr(),
         );
-        exec_failed(plan)
+        exec_failed(err_fd)
     }
 }
 
@@ -648,11 +658,11 @@ unsafe fn dup_cloexec_to(src: RawFd, to: RawFd) -> i32 {
 
 /// # Safety
 /// Only in a freshly forked child.
-unsafe fn exec_failed(plan: &ShimPlan) -> ! {
+unsafe fn exec_failed(err_fd: RawFd) -> ! {
     let err = errno().to_ne_bytes();
     // SAFETY: write and _exit are async-signal-safe; the fd is the exec-error pipe.
     unsafe {
-        nix::libc::write(plan.exec_err.1, err.as_ptr().cast(), err.len());
+        nix::libc::write(err_fd, err.as_ptr().cast(), err.len());
         nix::libc::_exit(127)
     }
 }

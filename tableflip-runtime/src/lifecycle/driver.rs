@@ -352,20 +352,43 @@ impl Driver {
     }
 }
 
-/// [`upgrade`] in a task of its own: should it panic (a bug), the upgrade fails with an error
-/// instead of leaving the state machine waiting forever for its outcome, and the service goes
-/// on serving and can be upgraded again.
+/// [`upgrade`], guarded: should it panic (a bug), the upgrade fails with an error instead of
+/// leaving the state machine waiting forever for its outcome, and the service goes on
+/// serving and can be upgraded again. It runs in the caller's task (a task of its own would
+/// cost a hop between threads, at the start of every upgrade).
 async fn guarded_upgrade(
     core: Arc<Inner>,
     cancelled: watch::Receiver<bool>,
     what: &'static str,
 ) -> Result<Handover, UpgradeError> {
-    match tokio::spawn(async move { upgrade(&core, cancelled, what).await }).await {
+    match catch_panic(async move { upgrade(&core, cancelled, what).await }).await {
         Ok(result) => result,
-        Err(e) => Err(UpgradeError::Io(std::io::Error::other(format!(
-            "internal error while upgrading: {e}"
+        Err(panic) => Err(UpgradeError::Io(std::io::Error::other(format!(
+            "internal error while upgrading: {panic}"
         )))),
     }
+}
+
+/// Runs `fut`; a panic while it is polled becomes `Err` with the panic's message (the panic
+/// hook has already reported it), and `fut` is not polled again.
+async fn catch_panic<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::task::Poll;
+    let mut fut = Box::pin(fut);
+    // Unwind safety: after a panic the future is dropped unpolled, and what it shared with
+    // the rest of the process (the core) is only behind locks that recover from poisoning.
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()))),
+        },
+    )
+    .await
 }
 
 /// Starts a successor with everything in use and waits until it is ready (then hands it
@@ -414,4 +437,28 @@ async fn upgrade(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod catch_panic_tests {
+    use super::catch_panic;
+
+    #[tokio::test]
+    async fn a_panic_while_polled_is_an_error_with_its_message() {
+        let out = catch_panic(async {
+            tokio::task::yield_now().await;
+            if std::hint::black_box(true) {
+                panic!("upgrade bug {}", 42);
+            }
+            7
+        })
+        .await;
+        assert_eq!(out, Err("upgrade bug 42".to_owned()));
+        let fine = catch_panic(async {
+            tokio::task::yield_now().await;
+            7
+        })
+        .await;
+        assert_eq!(fine, Ok(7));
+    }
 }
