@@ -574,6 +574,25 @@ mod tests {
 
     const ALONE: &str = "TABLEFLIP_CHILD_TEST_ALONE";
 
+    /// What a process started as `argv0 args` in `cwd` would have captured.
+    fn startup(argv0: &str, args: Vec<std::ffi::OsString>, cwd: &std::path::Path) -> Startup {
+        Startup {
+            cwd: cwd.to_owned(),
+            argv0: argv0.into(),
+            args,
+            handoff: std::sync::Mutex::new(None),
+            listen_vars: [None, None, None],
+            activation: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
     /// Runs the test named `name` in a process of its own (this test binary, re-executed
     /// with only that test on one thread), for a test that places descriptors at low numbers
     /// and so must own the descriptor table. True in that process; false in the caller, once
@@ -682,18 +701,8 @@ mod tests {
             "for fd in $(seq {READY_FD} {last}); do stat -L -c '%i %F' /proc/self/fd/$fd; done > {}",
             out.display()
         );
-        let startup = Startup {
-            cwd: dir.clone(),
-            argv0: "/bin/sh".into(),
-            args: vec!["-c".into(), script.into()],
-            handoff: std::sync::Mutex::new(None),
-            listen_vars: [None, None, None],
-            activation: std::sync::Mutex::new(None),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let startup = startup("/bin/sh", vec!["-c".into(), script.into()], &dir);
+        let rt = runtime();
         let status = rt.block_on(async {
             let mut starting =
                 match spawn(&startup, std::path::Path::new("/bin/sh"), &files, &[]).await {
@@ -753,18 +762,12 @@ mod tests {
             "files above the targets"
         );
         drop(fillers);
-        let startup = Startup {
-            cwd: std::env::temp_dir(),
-            argv0: "/nonexistent/tableflip-successor".into(),
-            args: Vec::new(),
-            handoff: std::sync::Mutex::new(None),
-            listen_vars: [None, None, None],
-            activation: std::sync::Mutex::new(None),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let startup = startup(
+            "/nonexistent/tableflip-successor",
+            Vec::new(),
+            &std::env::temp_dir(),
+        );
+        let rt = runtime();
         let program = std::path::Path::new("/nonexistent/tableflip-successor");
         let spawned = rt.block_on(async {
             tokio::time::timeout(
