@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 
-use crate::cycles::free_addr;
 use crate::probe;
+use crate::procs::free_addr;
 use crate::procs::{self, Reaper, WAIT};
 use crate::stats::Summary;
 

@@ -17,7 +17,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use crate::probe;
-use crate::procs::{self, Reaper, WAIT};
+use crate::procs::{self, Reaper, WAIT, free_addr};
 
 /// One measured cycle.
 #[derive(Clone, Copy, Debug)]
@@ -32,13 +32,6 @@ pub(crate) struct Cycle {
 pub(crate) trait Subject {
     /// Performs one cycle.
     fn cycle(&mut self) -> Result<Cycle, String>;
-}
-
-/// A free loopback address (the port was free a moment ago).
-pub(crate) fn free_addr() -> Result<SocketAddr, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// A service answering hello greetings on `addr`, upgraded with SIGHUP, its listener handed

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::cycles::free_addr;
 use crate::load::{self, Counts, Limits, Protocol};
 use crate::probe;
+use crate::procs::free_addr;
 use crate::procs::{self, WAIT};
 
 /// The shape of the comparison.

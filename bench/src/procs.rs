@@ -140,7 +140,7 @@ pub(crate) fn start_http(
     tag: &str,
     envs: &[(&str, String)],
 ) -> Result<(std::net::SocketAddr, i32, PathBuf), String> {
-    let addr = crate::cycles::free_addr()?;
+    let addr = free_addr()?;
     let log = scratch().join(format!("{tag}.log"));
     let mut all = vec![("ADDR", addr.to_string())];
     all.extend_from_slice(envs);
@@ -245,4 +245,11 @@ pub(crate) fn memory_kib(pid: i32) -> Option<Memory> {
         rss: field("VmRSS:")?,
         anon: field("RssAnon:")?,
     })
+}
+
+/// A free loopback address (the port was free a moment ago).
+pub(crate) fn free_addr() -> Result<std::net::SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))
 }
