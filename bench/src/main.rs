@@ -391,20 +391,20 @@ fn cycle_sections(
         CycleRow::new("upgrade", report::FLOOR),
         Ok(Box::new(Floor::new(&bins.floor))),
     );
-    add(
-        CycleRow::new("upgrade", report::TABLEFLIP_HELLO_STATIC),
-        match &bins.static_builds {
-            Ok(b) => hello(&b.hello, "hello-static"),
-            Err(why) => Err(skipped(why)),
-        },
-    );
-    add(
-        CycleRow::new("upgrade", report::TABLEFLIP_HELLO_NOPIE),
-        match &bins.static_builds {
-            Ok(b) => hello(&b.hello_nopie, "hello-static-nopie"),
-            Err(why) => Err(skipped(why)),
-        },
-    );
+    // The statically linked builds, or the reason there are none, for each of their rows.
+    let static_hellos = [
+        (report::TABLEFLIP_HELLO_STATIC, "hello-static", false),
+        (report::TABLEFLIP_HELLO_NOPIE, "hello-static-nopie", true),
+    ];
+    for (row, tag, nopie) in static_hellos {
+        add(
+            CycleRow::new("upgrade", row),
+            match &bins.static_builds {
+                Ok(b) => hello(if nopie { &b.hello_nopie } else { &b.hello }, tag),
+                Err(why) => Err(skipped(why)),
+            },
+        );
+    }
     add(
         CycleRow::new("upgrade", report::FLOOR_STATIC),
         match &bins.static_builds {

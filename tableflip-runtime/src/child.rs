@@ -359,15 +359,11 @@ impl Starting {
     /// teardown of a copy of this process, longer with many descriptors) is off the
     /// handover's path and takes no CPU from the two processes that serve meanwhile.
     async fn hand_over(mut self, reparent_first: bool) -> Result<Ready, UpgradeError> {
-        let release = if reparent_first {
-            sys::CMD_RELEASE
-        } else {
-            sys::CMD_RELEASE_IDLE
-        };
-        let _ = self.control.write_all(&[release]).await;
         if reparent_first {
+            let _ = self.control.write_all(&[sys::CMD_RELEASE]).await;
             self.reap_shim().await;
         } else {
+            let _ = self.control.write_all(&[sys::CMD_RELEASE_IDLE]).await;
             self.reaped = true;
             drop(tokio::spawn(reap(self.shim, self.shim_pidfd.take())));
         }
@@ -477,7 +473,7 @@ impl Drop for Starting {
         }
         let shim = self.shim;
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn(reap(shim, None))),
+            Ok(rt) => drop(rt.spawn(reap(shim, self.shim_pidfd.take()))),
             Err(_) => drop(std::thread::Builder::new().spawn(move || {
                 let _ = nix::sys::wait::waitpid(shim, None);
             })),

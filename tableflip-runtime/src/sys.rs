@@ -590,38 +590,39 @@ unsafe fn exec_successor(plan: &ShimPlan) -> ! {
         libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         // The start-up directory; if it was deleted, the current one (as Go does).
         libc::chdir(plan.cwd.as_ptr());
-        // A source at or below the highest target could be overwritten before it is placed
-        // (a connection that closed left a low number free; a pipe made for this upgrade
-        // took it): first lift every such source above everything this process holds, as
-        // Go's forkExec does. Only this process's own copy of the table changes.
+        // A descriptor still needed that sits at or below the highest target could be
+        // overwritten before it is used (a connection that closed left a low number free; a
+        // pipe made for this upgrade took it): first lift every such one above everything
+        // this process holds, as Go's forkExec does: source `i` to `lift + i`, the exec-error
+        // pipe (which must report a failed `execve`, not a socket placed over it) to
+        // `lift + places.len()`. Only this process's own copy of the table changes.
         let highest_target = plan.places.last().map_or(-1, |&(_, dst)| dst);
-        let source = |i: usize, src: RawFd| {
-            if src <= highest_target {
+        let lifted = |i: usize, fd: RawFd| {
+            if fd <= highest_target {
                 plan.lift + i as RawFd
             } else {
-                src
+                fd
             }
         };
-        // The exec-error pipe too, if it sits among the targets: an `execve` that fails
-        // must still be reported there, not into a socket placed over it.
-        let mut err_fd = plan.exec_err.1;
-        if err_fd <= highest_target {
-            let to = plan.lift + plan.places.len() as RawFd;
-            if dup_cloexec_to(err_fd, to) != -1 {
-                err_fd = to;
+        let needed = std::iter::once((plan.places.len(), plan.exec_err.1)).chain(
+            plan.places
+                .iter()
+                .enumerate()
+                .map(|(i, &(src, _))| (i, src)),
+        );
+        for (i, fd) in needed {
+            let to = lifted(i, fd);
+            // The lifted copy must not reach the program: close-on-exec. Nothing at or below
+            // the highest target has been replaced yet: the pipe is still where it was.
+            if to != fd && dup_cloexec_to(fd, to) == -1 {
+                exec_failed(plan.exec_err.1);
             }
         }
-        for (i, &(src, _)) in plan.places.iter().enumerate() {
-            let to = source(i, src);
-            // The lifted copy must not reach the program: close-on-exec.
-            if to != src && dup_cloexec_to(src, to) == -1 {
-                exec_failed(err_fd);
-            }
-        }
+        let err_fd = lifted(plan.places.len(), plan.exec_err.1);
         for (i, &(src, dst)) in plan.places.iter().enumerate() {
             // dup2 clears FD_CLOEXEC on dst, which is what makes it survive exec. Every
             // source is now above every target, so none is its own target.
-            if libc::dup2(source(i, src), dst) == -1 {
+            if libc::dup2(lifted(i, src), dst) == -1 {
                 exec_failed(err_fd);
             }
         }
@@ -817,14 +818,16 @@ pub(crate) fn check_free_fds(min: u64) -> Result<(), crate::error::Error> {
         match io::stderr().as_fd().try_clone_to_owned() {
             Ok(fd) => probes.push(fd),
             Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => break true,
-            Err(_) => break open_fd_count().is_some_and(|open| soft.saturating_sub(open) < min),
+            Err(_) => {
+                break open_fd_count(soft).is_some_and(|open| soft.saturating_sub(open) < min);
+            }
         }
     };
     drop(probes);
     if !short {
         return Ok(());
     }
-    let open = open_fd_count().unwrap_or(soft);
+    let open = open_fd_count(soft).unwrap_or(soft);
     Err(crate::error::Error::Config {
         what: "open files limit".into(),
         msg: format!(
@@ -836,14 +839,11 @@ pub(crate) fn check_free_fds(min: u64) -> Result<(), crate::error::Error> {
 }
 
 /// How many descriptors are open; `None` where they can't be listed. Listing takes one
-/// itself: failing to for lack of descriptors is the answer too (all of them).
-fn open_fd_count() -> Option<u64> {
-    use nix::sys::resource::{Resource, getrlimit};
+/// itself: failing to for lack of descriptors is the answer too (all `soft` of them).
+fn open_fd_count(soft: u64) -> Option<u64> {
     match std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) {
         Ok(dir) => Some(dir.count() as u64),
-        Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => getrlimit(Resource::RLIMIT_NOFILE)
-            .ok()
-            .map(|(soft, _)| soft),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EMFILE) => Some(soft),
         Err(_) => None,
     }
 }

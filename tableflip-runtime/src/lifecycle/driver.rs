@@ -372,23 +372,19 @@ async fn guarded_upgrade(
 /// Runs `fut`; a panic while it is polled becomes `Err` with the panic's message (the panic
 /// hook has already reported it), and `fut` is not polled again.
 async fn catch_panic<F: std::future::Future>(fut: F) -> Result<F::Output, String> {
-    use std::panic::{AssertUnwindSafe, catch_unwind};
-    use std::task::Poll;
-    let mut fut = Box::pin(fut);
+    use futures_util::FutureExt;
     // Unwind safety: after a panic the future is dropped unpolled, and what it shared with
     // the rest of the process (the core) is only behind locks that recover from poisoning.
-    std::future::poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|payload| {
+            payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned()))),
-        },
-    )
-    .await
+                .unwrap_or_else(|| "a panic".to_owned())
+        })
 }
 
 /// Starts a successor with everything in use and waits until it is ready (then hands it
